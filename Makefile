@@ -1,0 +1,45 @@
+# Two entry points for a fresh clone: `make demo` and `make test`.
+# Everything is installed into .venv from the pinned constraints.txt.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --constraint constraints.txt
+BACKENDS := jax tensorflow torch numpy
+BACKEND ?= jax
+
+.PHONY: demo test test-% bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps record what was installed, and are redone when the pins change.
+$(VENV)/.demo-installed: $(PY) constraints.txt setup.cfg
+	$(PIP) --editable ".[jax,demo]"
+	touch $@
+
+# tensorflow-cpu, not the tensorflow extra: same package, no GPU libraries.
+$(VENV)/.test-installed: $(PY) constraints.txt setup.cfg
+	$(PIP) --editable ".[jax,torch,test,demo,bench]" tensorflow-cpu
+	touch $@ $(VENV)/.demo-installed
+
+demo: $(VENV)/.demo-installed
+	KERAS_BACKEND=$${KERAS_BACKEND:-$(BACKEND)} $(PY) -m keras_jax_pool demo
+
+# Keras fixes its backend at import, so each backend's suite runs in its own
+# process. All four run even if one fails; the target fails if any did.
+test: $(VENV)/.test-installed
+	@failed=""; for b in $(BACKENDS); do \
+	  echo "=== KERAS_BACKEND=$$b"; \
+	  KERAS_BACKEND=$$b $(PY) -m pytest tests -q -p no:cacheprovider || failed="$$failed $$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi; echo "all backends passed"
+
+test-%: $(VENV)/.test-installed
+	KERAS_BACKEND=$* $(PY) -m pytest tests -q -p no:cacheprovider
+
+bench: $(VENV)/.test-installed
+	KERAS_BACKEND=$${KERAS_BACKEND:-$(BACKEND)} $(PY) -m keras_jax_pool bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

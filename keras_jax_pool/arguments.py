@@ -1,0 +1,130 @@
+"""Standardizes and validates pooling arguments, once, the same on every backend.
+
+Stock Keras checks `pool_size` when a layer is built but leaves `strides=0` and
+`padding="foo"` to each backend, which then fails at call time in its own way
+(or, on torch, ignores the padding). Everything here raises `ValueError` that
+names the argument and the value received, before any tensor is touched.
+"""
+
+import numbers
+from typing import NamedTuple, Optional, Tuple
+
+import keras
+
+SPATIAL_DIMS = 2
+PADDINGS = ("valid", "same")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+class PoolArgs(NamedTuple):
+    """Pooling arguments in the one form every backend module receives."""
+
+    pool_size: Tuple[int, int]
+    strides: Tuple[int, int]
+    padding: str  # "valid" or "same", lower case
+    data_format: str  # "channels_last" or "channels_first"
+
+
+def standardize_window(value, name):
+    """Returns `value` (an int, or a sequence of 1 or 2 ints) as a 2-tuple of
+    positive Python ints."""
+    items = (value,) if _is_int(value) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = None
+    if (
+        items is None
+        or len(items) not in (1, SPATIAL_DIMS)
+        or not all(_is_int(v) and v > 0 for v in items)
+    ):
+        raise ValueError(
+            f"`{name}` must be a positive integer or a tuple of "
+            f"{SPATIAL_DIMS} positive integers. Received: {name}={value!r}"
+        )
+    items = tuple(int(v) for v in items)
+    return items * SPATIAL_DIMS if len(items) == 1 else items
+
+
+def standardize_padding(padding):
+    """Returns `padding` in lower case, checked to be "valid" or "same"."""
+    if not isinstance(padding, str) or padding.lower() not in PADDINGS:
+        raise ValueError(
+            f"`padding` must be one of {PADDINGS} (any case). "
+            f"Received: padding={padding!r}"
+        )
+    return padding.lower()
+
+
+def standardize_data_format(data_format):
+    """Returns `data_format`, `None` meaning `keras.config.image_data_format()`."""
+    if data_format is None:
+        return keras.config.image_data_format()
+    if not isinstance(data_format, str) or data_format.lower() not in DATA_FORMATS:
+        raise ValueError(
+            f"`data_format` must be one of {DATA_FORMATS}. "
+            f"Received: data_format={data_format!r}"
+        )
+    return data_format.lower()
+
+
+def standardize(pool_size, strides=None, padding="valid", data_format=None):
+    """Checks all four pooling arguments and returns them as `PoolArgs`."""
+    pool_size = standardize_window(pool_size, "pool_size")
+    strides = pool_size if strides is None else standardize_window(strides, "strides")
+    return PoolArgs(
+        pool_size,
+        strides,
+        standardize_padding(padding),
+        standardize_data_format(data_format),
+    )
+
+
+def spatial_axes(data_format):
+    """The axes of height and width in a 4-D tensor of this layout."""
+    return (1, 2) if data_format == "channels_last" else (2, 3)
+
+
+def output_length(length: Optional[int], pool: int, stride: int, padding: str):
+    """Length of one pooled spatial axis; `None` stays `None`.
+
+    Raises `ValueError` when a "valid" window does not fit in the input, so
+    that shape inference and the computation fail alike on every backend.
+    """
+    if length is None:
+        return None
+    if padding == "same":
+        return -(-length // stride)
+    if length < pool:
+        raise ValueError(
+            f'With padding="valid" the window must fit in the input, but '
+            f"pool_size={pool} exceeds a spatial dimension of size {length}."
+        )
+    return (length - pool) // stride + 1
+
+
+def same_padding(length: int, pool: int, stride: int):
+    """(low, high) padding of one axis under "same", as TF and XLA place it:
+    the odd element, if any, goes to the high side."""
+    total = max((output_length(length, pool, stride, "same") - 1) * stride + pool - length, 0)
+    return total // 2, total - total // 2
+
+
+def output_shape(input_shape, args: PoolArgs):
+    """Shape of the pooled tensor; checks the rank and that windows fit."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) != SPATIAL_DIMS + 2:
+        layout = "(batch, height, width, channels)" if args.data_format == "channels_last" else "(batch, channels, height, width)"
+        raise ValueError(
+            f"Expected a 4-D input of shape {layout} for "
+            f"data_format={args.data_format!r}; received an input of shape "
+            f"{input_shape} (rank {len(input_shape)})."
+        )
+    shape = list(input_shape)
+    for axis, pool, stride in zip(spatial_axes(args.data_format), args.pool_size, args.strides):
+        shape[axis] = output_length(shape[axis], pool, stride, args.padding)
+    return tuple(shape)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)

@@ -1,0 +1,30 @@
+"""Max pooling for the numpy backend, in numpy alone.
+
+(Stock Keras pools through JAX here, and returns float32 for float64 input.)
+"""
+
+import numpy as np
+
+from keras_jax_pool.arguments import same_padding
+
+
+def lowest_value(dtype):
+    """The identity of `max` for `dtype`: -inf, or the integer minimum."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.integer):
+        return np.iinfo(dtype).min
+    return -np.inf
+
+
+def max_pool2d(inputs, pool_size, strides, padding, data_format):
+    x = np.asarray(inputs)
+    if data_format == "channels_first":
+        x = np.moveaxis(x, 1, -1)
+    if padding == "same":
+        pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[1:3], pool_size, strides)]
+        x = np.pad(x, [(0, 0), *pads, (0, 0)], constant_values=lowest_value(x.dtype))
+    windows = np.lib.stride_tricks.sliding_window_view(x, pool_size, axis=(1, 2))
+    y = windows[:, :: strides[0], :: strides[1]].max(axis=(-2, -1))
+    if data_format == "channels_first":
+        y = np.moveaxis(y, -1, 1)
+    return np.ascontiguousarray(y)
