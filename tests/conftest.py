@@ -1,0 +1,62 @@
+"""Shared fixtures. Each backend's suite runs in its own process:
+`KERAS_BACKEND=<name> pytest tests` (the Makefile runs all four)."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+BACKEND = keras.backend.backend()
+
+
+def pytest_report_header(config):
+    return f"keras {keras.__version__}, KERAS_BACKEND={BACKEND}"
+
+
+def pytest_collection_finish(session):
+    # A run that selects no test must fail, never pass quietly (pytest's exit 5).
+    if not session.items and not session.config.option.collectonly:
+        pytest.exit("no tests were collected: check the test selection", returncode=1)
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def only_on(*backends):
+    """Marks a test that exercises one backend's own machinery."""
+    return pytest.mark.skipif(
+        BACKEND not in backends, reason=f"exercises {'/'.join(backends)} only"
+    )
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20261125)
+
+
+@pytest.fixture(autouse=True)
+def restore_keras_globals():
+    """Tests may change the dtype policy or image data format; undo it."""
+    policy, data_format = keras.config.dtype_policy(), keras.config.image_data_format()
+    yield
+    keras.config.set_dtype_policy(policy)
+    keras.config.set_image_data_format(data_format)
+
+
+def run_python(code, backend=BACKEND, timeout=300):
+    """Runs `code` in a fresh interpreter under `backend`; returns its stdout."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, f"subprocess failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
