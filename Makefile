@@ -31,7 +31,7 @@ demo: $(VENV)/.demo-installed
 test: $(VENV)/.test-installed
 	@failed=""; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b"; \
-	  KERAS_BACKEND=$$b $(PY) -m pytest tests -q -p no:cacheprovider || failed="$$failed $$b"; \
+	  KERAS_BACKEND=$$b TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest tests -q -p no:cacheprovider || failed="$$failed $$b"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi; echo "all backends passed"
 

@@ -1,0 +1,64 @@
+"""Models holding the layer train under `model.fit` (default jit) exactly as
+the same models holding the stock layer do."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_jax_pool as kjp
+from tests.conftest import only_on, to_numpy
+
+
+def _sequential(pool_class):
+    return keras.Sequential(
+        [
+            keras.Input((12, 12, 2)),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            pool_class(pool_size=3, strides=2, padding="same"),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            pool_class(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def _functional(pool_class):
+    inputs = keras.Input((12, 12, 2))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inputs)
+    b = pool_class((2, 3), strides=(2, 1))(a)
+    c = pool_class((2, 3), strides=(2, 1))(inputs)  # a second branch
+    x = keras.layers.Concatenate()([b, c])
+    outputs = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, outputs)
+
+
+BUILDERS = pytest.mark.parametrize("build", [_sequential, _functional], ids=["sequential", "functional"])
+
+
+@BUILDERS
+def test_predict_equals_stock(build, rng):
+    x = rng.normal(size=(10, 12, 12, 2)).astype("float32")
+    stock, ours = build(keras.layers.MaxPooling2D), build(kjp.MaxPool2D)
+    ours.set_weights(stock.get_weights())
+    np.testing.assert_array_equal(ours.predict(x, batch_size=4, verbose=0), stock.predict(x, batch_size=4, verbose=0))
+
+
+@only_on("jax", "tensorflow", "torch")  # Keras has no fit() on the numpy backend
+@BUILDERS
+def test_fit_gives_same_weights_as_stock(build, rng):
+    x = rng.normal(size=(32, 12, 12, 2)).astype("float32")
+    y = rng.integers(0, 3, size=(32,))
+    keras.utils.set_random_seed(1)
+    stock = build(keras.layers.MaxPooling2D)
+    ours = build(kjp.MaxPool2D)
+    ours.set_weights(stock.get_weights())
+    histories = []
+    for model in (stock, ours):
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        histories.append(model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0).history["loss"])
+    assert histories[1][-1] < histories[1][0]  # it learned something
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-5)
+    for w_ours, w_stock in zip(ours.get_weights(), stock.get_weights()):
+        np.testing.assert_allclose(w_ours, w_stock, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(ours(x)), to_numpy(stock(x)), rtol=1e-5, atol=1e-6)
