@@ -10,6 +10,30 @@ def _demo(args):
     demo.run(output=args.output, epochs=args.epochs)
 
 
+def _ints(text):
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, received {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, received {text!r}")
+    return values
+
+
+def _bench(args):
+    from keras_jax_pool import bench
+
+    if args.shape:
+        if len(args.shape) != 4:
+            raise SystemExit(f"--shape takes batch,height,width,channels; received {','.join(map(str, args.shape))}")
+        pool = args.pool * 2 if len(args.pool) == 1 else args.pool
+        stride = pool if args.stride is None else args.stride * 2 if len(args.stride) == 1 else args.stride
+        cases = (bench.Case(args.shape, pool, stride, args.padding),)
+    else:
+        cases = bench.QUICK_CASES if args.quick else bench.DEFAULT_CASES
+    bench.run(cases, repeats=args.repeats, dtype=args.dtype, json_path=args.json, plot_path=args.plot)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-jax-pool",
@@ -21,6 +45,18 @@ def build_parser():
     demo.add_argument("--output", default="demo_out/digits_cnn.keras", help="where to save the trained model")
     demo.add_argument("--epochs", type=int, default=5)
     demo.set_defaults(run=_demo)
+
+    bench = commands.add_parser("bench", help="time our layer against stock, forward and forward+backward")
+    bench.add_argument("--quick", action="store_true", help="small shapes, for a smoke run")
+    bench.add_argument("--shape", type=_ints, help="one case instead of the defaults: batch,height,width,channels")
+    bench.add_argument("--pool", type=_ints, default=(2, 2), help="with --shape: rows,cols (default 2,2)")
+    bench.add_argument("--stride", type=_ints, help="with --shape: rows,cols (default: the pool size)")
+    bench.add_argument("--padding", choices=["valid", "same"], default="valid", help="with --shape")
+    bench.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
+    bench.add_argument("--dtype", default="float32")
+    bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    bench.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib)")
+    bench.set_defaults(run=_bench)
     return parser
 
 

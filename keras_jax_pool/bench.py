@@ -1,0 +1,269 @@
+"""`python -m keras_jax_pool bench`: our layer against stock
+`keras.layers.MaxPooling2D`, side by side in one process, on the backend in use.
+
+For each case it checks that outputs and gradients are bit-identical, then
+times the forward pass and forward+backward (the gradient of
+`sum(pool(x) * c)`), compiled as each backend compiles training steps (jax.jit,
+tf.function; torch and numpy run eagerly). Throughput is the least memory
+traffic of the computation (forward: read x, write y; backward: read x, y and
+the cotangent, write dx) over its time, set against a copy bandwidth measured
+in the same run: the distance to the memory limit.
+"""
+
+import dataclasses
+import json
+import statistics
+import sys
+import time
+
+import keras
+import numpy as np
+
+from keras_jax_pool import files
+from keras_jax_pool.layers import MaxPool2D
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    shape: tuple  # (batch, height, width, channels), channels_last
+    pool_size: tuple
+    strides: tuple
+    padding: str = "valid"
+
+    @property
+    def label(self):
+        (pm, pn), (sm, sn) = self.pool_size, self.strides
+        return f"{'x'.join(map(str, self.shape))} pool {pm}x{pn} stride {sm}x{sn} {self.padding}"
+
+
+DEFAULT_CASES = (
+    Case((32, 112, 112, 64), (2, 2), (2, 2), "valid"),
+    Case((32, 112, 112, 64), (3, 3), (2, 2), "same"),
+    Case((8, 56, 56, 256), (2, 2), (2, 2), "valid"),
+    Case((32, 28, 28, 3), (4, 4), (2, 2), "valid"),  # the original post's case
+)
+QUICK_CASES = (
+    Case((4, 16, 16, 8), (2, 2), (2, 2), "valid"),
+    Case((2, 15, 13, 4), (3, 3), (2, 2), "same"),
+)
+
+
+# One harness per backend: given a layer, the input and a cotangent, return
+# (forward, forward_backward) callables that run to completion, plus the
+# compiled program's peak memory in bytes where the backend can tell.
+def _jax_harness(layer, x, c):
+    import jax
+    import jax.numpy as jnp
+
+    x, c = jnp.asarray(x), jnp.asarray(c)
+    forward = jax.jit(lambda v: layer(v))
+    grad = jax.jit(jax.grad(lambda v: jnp.sum(layer(v) * c)))
+    memory = grad.lower(x).compile().memory_analysis()
+    peak = None
+    if memory is not None:
+        peak = memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
+    return (
+        lambda: forward(x).block_until_ready(),
+        lambda: grad(x).block_until_ready(),
+        lambda: (np.asarray(forward(x)), np.asarray(grad(x))),
+        peak,
+    )
+
+
+def _tensorflow_harness(layer, x, c):
+    import tensorflow as tf
+
+    x, c = tf.constant(x), tf.constant(c)
+    forward = tf.function(lambda v: layer(v))
+
+    @tf.function
+    def grad(v):
+        with tf.GradientTape() as tape:
+            tape.watch(v)
+            loss = tf.reduce_sum(layer(v) * c)
+        return tape.gradient(loss, v)
+
+    return (
+        lambda: forward(x).numpy(),
+        lambda: grad(x).numpy(),
+        lambda: (forward(x).numpy(), grad(x).numpy()),
+        None,
+    )
+
+
+def _torch_harness(layer, x, c):
+    import torch
+
+    x, c = torch.from_numpy(x), torch.from_numpy(c)
+
+    def grad():
+        v = x.detach().requires_grad_(True)
+        (gx,) = torch.autograd.grad((layer(v) * c).sum(), v)
+        return gx
+
+    return (
+        lambda: layer(x).detach(),
+        grad,
+        lambda: (layer(x).detach().numpy(), grad().numpy()),
+        None,
+    )
+
+
+def _numpy_harness(layer, x, c):
+    return (lambda: layer(x), None, lambda: (np.asarray(layer(x)), None), None)
+
+
+HARNESSES = {
+    "jax": _jax_harness,
+    "tensorflow": _tensorflow_harness,
+    "torch": _torch_harness,
+    "numpy": _numpy_harness,
+}
+
+
+def median_ms(fn, repeats):
+    fn()  # compile and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def copy_bandwidth_gbps(nbytes=256 * 2**20, repeats=5):
+    """Bytes read plus bytes written per second by a plain numpy copy."""
+    src = np.ones(nbytes // 4, dtype=np.float32)
+    dst = np.empty_like(src)
+    ms = median_ms(lambda: np.copyto(dst, src), repeats)
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def least_traffic_bytes(case, itemsize):
+    """Bytes a forward pass and a backward pass must at least move."""
+    x = int(np.prod(case.shape)) * itemsize
+    y = int(np.prod(keras_output_shape(case))) * itemsize
+    return {"forward": x + y, "forward_backward": (x + y) + (x + 2 * y + x)}
+
+
+def keras_output_shape(case):
+    return MaxPool2D(case.pool_size, case.strides, case.padding, "channels_last").compute_output_shape(case.shape)
+
+
+def run_case(case, repeats, dtype, progress):
+    backend = keras.backend.backend()
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.standard_normal(case.shape), 0).astype(dtype)  # after ReLU: many ties
+    c = rng.standard_normal(keras_output_shape(case)).astype(dtype)
+    layers = {
+        "ours": MaxPool2D(case.pool_size, case.strides, case.padding, "channels_last"),
+        "stock": keras.layers.MaxPooling2D(case.pool_size, case.strides, case.padding, "channels_last"),
+    }
+    harnesses = {name: HARNESSES[backend](layer, x, c) for name, layer in layers.items()}
+    (y_ours, g_ours), (y_stock, g_stock) = (h[2]() for h in harnesses.values())
+    result = {
+        "case": case.label,
+        "shape": list(case.shape),
+        "pool_size": list(case.pool_size),
+        "strides": list(case.strides),
+        "padding": case.padding,
+        "output_equal": bool(np.array_equal(y_ours, y_stock)),
+        "gradient_equal": None if g_ours is None else bool(np.array_equal(g_ours, g_stock)),
+    }
+    for name, (forward, forward_backward, _, peak) in harnesses.items():
+        progress(f"{case.label}: {name} forward")
+        result[f"{name}_forward_ms"] = median_ms(forward, repeats)
+        if forward_backward is not None:
+            progress(f"{case.label}: {name} forward+backward")
+            result[f"{name}_forward_backward_ms"] = median_ms(forward_backward, repeats)
+        result[f"{name}_peak_mb"] = None if peak is None else peak / 2**20
+    traffic = least_traffic_bytes(case, np.dtype(dtype).itemsize)
+    result["forward_ratio"] = result["stock_forward_ms"] / result["ours_forward_ms"]
+    result["ours_forward_gbps"] = traffic["forward"] / result["ours_forward_ms"] / 1e6
+    if "ours_forward_backward_ms" in result:
+        result["speedup"] = result["stock_forward_backward_ms"] / result["ours_forward_backward_ms"]
+        result["ours_forward_backward_gbps"] = traffic["forward_backward"] / result["ours_forward_backward_ms"] / 1e6
+    return result
+
+
+def _fmt(value, spec, suffix=""):
+    return "-" if value is None else format(value, spec) + suffix
+
+
+def format_table(report):
+    lines = [
+        f"backend {report['backend']}, keras {report['keras']}, {report['dtype']}; "
+        f"copy bandwidth {report['copy_gbps']:.1f} GB/s (read + write)",
+        "",
+        f"{'case':<44} {'fwd ms':>15} {'fwd':>6} {'fwd+bwd ms':>17} {'speedup':>8} {'GB/s':>6} {'of copy':>8} {'peak MB':>15} {'exact':>6}",
+        f"{'':<44} {'ours / stock':>15} {'ratio':>6} {'ours / stock':>17} {'':>8} {'ours':>6} {'':>8} {'ours / stock':>15}",
+    ]
+    for r in report["cases"]:
+        gbps = r.get("ours_forward_backward_gbps")
+        exact = r["output_equal"] and r["gradient_equal"] is not False
+        lines.append(
+            f"{r['case']:<44} "
+            f"{_fmt(r['ours_forward_ms'], '.2f'):>7} / {_fmt(r['stock_forward_ms'], '.2f'):<5} "
+            f"{_fmt(r['forward_ratio'], '.2f'):>6} "
+            f"{_fmt(r.get('ours_forward_backward_ms'), '.1f'):>8} / {_fmt(r.get('stock_forward_backward_ms'), '.1f'):<6} "
+            f"{_fmt(r.get('speedup'), '.1f', 'x'):>8} "
+            f"{_fmt(gbps, '.1f'):>6} "
+            f"{_fmt(None if gbps is None else 100 * gbps / report['copy_gbps'], '.0f', '%'):>8} "
+            f"{_fmt(r['ours_peak_mb'], '.1f'):>7} / {_fmt(r['stock_peak_mb'], '.1f'):<7} "
+            f"{'yes' if exact else 'NO':>6}"
+        )
+    lines.append("")
+    lines.append("fwd ratio and speedup: stock time / our time (above 1: we are faster).")
+    return "\n".join(lines)
+
+
+def plot(report, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = report["cases"]
+    # The gradient where the backend has one (numpy has none), else the forward.
+    metric, ratio = ("forward_backward", "speedup") if all("speedup" in r for r in cases) else ("forward", "forward_ratio")
+    labels = [r["case"].replace(" pool", "\npool") for r in cases]
+    positions = np.arange(len(cases))
+    fig, ax = plt.subplots(figsize=(max(6, 2.6 * len(cases)), 4.5))
+    for offset, name, color in ((-0.2, "stock", "#999999"), (0.2, "ours", "#1f77b4")):
+        label = "stock keras.layers.MaxPooling2D" if name == "stock" else "keras_jax_pool.MaxPool2D"
+        ax.bar(positions + offset, [r[f"{name}_{metric}_ms"] for r in cases], 0.4, label=label, color=color)
+    for i, r in enumerate(cases):
+        ax.annotate(f"{r[ratio]:.1f}x", (i + 0.2, r[f"ours_{metric}_ms"]), ha="center", va="bottom")
+    ax.set_xticks(positions, labels, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel(f"{metric.replace('_', ' + ')}, ms (log scale)")
+    ax.set_title(f"Max pooling, {report['backend']} backend, {report['dtype']}: stock time / ours above our bars")
+    ax.legend()
+    fig.tight_layout()
+    with files.atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def run(cases=DEFAULT_CASES, repeats=5, dtype="float32", json_path=None, plot_path=None, stream=sys.stdout):
+    def progress(message):
+        print(f"  ... {message}", file=sys.stderr, flush=True)
+
+    report = {
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "dtype": dtype,
+        "repeats": repeats,
+        "copy_gbps": copy_bandwidth_gbps(),
+        "cases": [],
+    }
+    for i, case in enumerate(cases, 1):
+        progress(f"[{i}/{len(cases)}] {case.label}")
+        report["cases"].append(run_case(case, repeats, dtype, progress))
+    print(format_table(report), file=stream)
+    if json_path:
+        with files.atomic_output(json_path) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+    if plot_path:
+        plot(report, plot_path)
+    return report
