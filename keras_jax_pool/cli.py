@@ -34,6 +34,15 @@ def _bench(args):
     bench.run(cases, repeats=args.repeats, dtype=args.dtype, json_path=args.json, plot_path=args.plot)
 
 
+def _swap(args):
+    from keras_jax_pool import surgery
+
+    try:
+        surgery.swap_file(args.input, args.output, args.direction, check=args.check)
+    except (OSError, ValueError) as error:
+        sys.exit(f"keras-jax-pool swap-{args.direction}: error: {error}")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-jax-pool",
@@ -45,6 +54,16 @@ def build_parser():
     demo.add_argument("--output", default="demo_out/digits_cnn.keras", help="where to save the trained model")
     demo.add_argument("--epochs", type=int, default=5)
     demo.set_defaults(run=_demo)
+
+    for direction, help_text in (
+        ("in", "replace every keras.layers.MaxPooling2D in a .keras file by keras_jax_pool.MaxPool2D"),
+        ("out", "replace every keras_jax_pool.MaxPool2D in a .keras file by keras.layers.MaxPooling2D"),
+    ):
+        swap = commands.add_parser(f"swap-{direction}", help=help_text)
+        swap.add_argument("input", metavar="IN.keras", help="the model to read (loaded in safe mode, never overwritten)")
+        swap.add_argument("output", metavar="OUT.keras", help="where to write the new model (atomically)")
+        swap.add_argument("--check", action="store_true", help="write only if old and new model give equal outputs on random input")
+        swap.set_defaults(run=_swap, direction=direction)
 
     bench = commands.add_parser("bench", help="time our layer against stock, forward and forward+backward")
     bench.add_argument("--quick", action="store_true", help="small shapes, for a smoke run")
