@@ -242,7 +242,9 @@ def _copy_variables(sources, targets, owner):
             f"describe it fully."
         )
     for source, target in zip(sources, targets):
-        target.assign(source.value)
+        # A copy, not the same buffer: JAX's fit donates (frees) the buffers of
+        # the model it trains, which would leave the other model's deleted.
+        target.assign(keras.ops.convert_to_numpy(source))
 
 
 def _copy_trainable(old, new):
