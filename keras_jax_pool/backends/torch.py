@@ -3,6 +3,11 @@
 Torch pools channels-first only, and pads symmetrically only; "same" padding
 is placed as in TF and XLA (odd element on the high side) with -inf, so that
 pad positions never win a window.
+
+Torch's forward propagates NaN, but its gradient sends a window holding
+several NaN to the last of them; when a gradient is being recorded for input
+holding NaN, each window holding a NaN is routed to its first NaN instead, in
+row-major window order, as everywhere else.
 """
 
 import keras
@@ -10,6 +15,20 @@ import torch
 import torch.nn.functional as F
 
 from keras_jax_pool.arguments import same_padding
+
+
+# The dtypes torch's CPU max_pool2d kernel is implemented for.
+POOLABLE_DTYPES = (
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+)
 
 
 def lowest_value(dtype):
@@ -21,6 +40,13 @@ def lowest_value(dtype):
 
 def max_pool2d(inputs, pool_size, strides, padding, data_format):
     x = keras.ops.convert_to_tensor(inputs)
+    if x.dtype not in POOLABLE_DTYPES:
+        names = ", ".join(str(d).removeprefix("torch.") for d in POOLABLE_DTYPES)
+        raise TypeError(
+            f"The torch backend cannot max-pool this dtype (torch.nn.functional."
+            f"max_pool2d supports {names}). Received: inputs.dtype="
+            f"{str(x.dtype).removeprefix('torch.')}"
+        )
     if data_format == "channels_last":
         x = x.permute(0, 3, 1, 2)
     if padding == "same":
@@ -30,6 +56,17 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
         if top or bottom or left or right:
             x = F.pad(x, (left, right, top, bottom), value=lowest_value(x.dtype))
     y = F.max_pool2d(x, kernel_size=pool_size, stride=strides)
+    if x.requires_grad and torch.is_grad_enabled() and torch.isnan(x).any():
+        y = _routed_to_first_nan(x, y, pool_size, strides)
     if data_format == "channels_last":
         y = y.permute(0, 2, 3, 1)
     return y
+
+
+def _routed_to_first_nan(x, y, pool_size, strides):
+    """`y`, with each window holding a NaN taken from its first NaN, so that
+    the gradient flows there; other windows keep torch's first maximum."""
+    pool = lambda t: F.max_pool2d(t, pool_size, strides, return_indices=True)[1]
+    # Torch's window index ties go to the first; in a mask of NaN, the first 1.
+    index = torch.where(torch.isnan(y), pool(torch.isnan(x).to(x.dtype)), pool(x.detach()))
+    return x.flatten(2).gather(2, index.flatten(2)).view_as(y)
