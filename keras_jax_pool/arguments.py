@@ -14,6 +14,12 @@ import keras
 SPATIAL_DIMS = 2
 PADDINGS = ("valid", "same")
 DATA_FORMATS = ("channels_last", "channels_first")
+# Real numbers that `max` orders and that have a lowest value to pad with;
+# a backend may pool fewer of them (it then raises TypeError too).
+DTYPES = (
+    "float16", "bfloat16", "float32", "float64",
+    "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
+)
 
 
 class PoolArgs(NamedTuple):
@@ -78,6 +84,20 @@ def standardize(pool_size, strides=None, padding="valid", data_format=None):
         standardize_padding(padding),
         standardize_data_format(data_format),
     )
+
+
+def check_dtype(dtype):
+    """Raises `TypeError` unless `dtype` is one of `DTYPES`: booleans,
+    complex numbers and float8 types are refused on every backend."""
+    try:
+        name = keras.backend.standardize_dtype(dtype)
+    except ValueError:
+        name = str(dtype)
+    if name not in DTYPES:
+        raise TypeError(
+            f"Max pooling takes inputs of a floating-point or integer dtype, "
+            f"one of {DTYPES}. Received: inputs.dtype={name}"
+        )
 
 
 def spatial_axes(data_format):

@@ -26,6 +26,9 @@ def max_pool2d(inputs, pool_size, strides=None, padding="valid", data_format=Non
         The pooled tensor, of the input's dtype and layout.
 
     Raises:
+        TypeError: for an input dtype the backend cannot pool (booleans,
+            complex numbers, float8; and uint32/uint64 on TensorFlow,
+            uint16/uint32/uint64 tensors on torch).
         ValueError: for a bad argument (named, with the value received), an
             input that is not 4-D, or a "valid" window larger than the input.
 
@@ -36,10 +39,15 @@ def max_pool2d(inputs, pool_size, strides=None, padding="valid", data_format=Non
            [13., 15.]])
     """
     args = arguments.standardize(pool_size, strides, padding, data_format)
-    return pool(keras.ops.convert_to_tensor(inputs), args)
+    # A tensor of the backend in use is pooled as it is: Keras's numpy backend
+    # would narrow a float64 array to float32 in convert_to_tensor.
+    if not keras.ops.is_tensor(inputs):
+        inputs = keras.ops.convert_to_tensor(inputs)
+    return pool(inputs, args)
 
 
 def pool(inputs, args: arguments.PoolArgs):
     """`max_pool2d` for a backend tensor and arguments already standardized."""
+    arguments.check_dtype(inputs.dtype)
     arguments.output_shape(inputs.shape, args)
     return backends.current().max_pool2d(inputs, *args)
