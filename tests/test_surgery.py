@@ -159,6 +159,7 @@ def test_trainable_flags_of_nested_models_and_their_layers_are_kept(rng):
     model.get_layer("block").trainable = False  # a frozen nested model
     model.get_layer("block").get_layer("block_conv").trainable = True  # with one layer thawed
     model.get_layer("shared_conv").trainable = False
+    model.get_layer("tail").trainable = False  # clone_model alone would lose this one
     swapped = kjp.swap_in(model)
     for (path, old), (_, new) in zip(_walk(model), _walk(swapped), strict=True):
         assert new.trainable == old.trainable, path
