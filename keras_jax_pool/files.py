@@ -2,12 +2,15 @@
 that name the file; writing atomically."""
 
 import contextlib
+import json
 import os
 import tempfile
 import zipfile
 from pathlib import Path
 
 import keras
+
+from keras_jax_pool import arguments
 
 
 @contextlib.contextmanager
@@ -36,10 +39,14 @@ def load_model(path):
     """`keras.saving.load_model(path, safe_mode=True)` of a `.keras` file.
 
     Safe mode stays on, so loading never runs code stored in the file (a
-    pickled `Lambda` is refused). Every failure is a `FileNotFoundError` or a
-    `ValueError` whose message names the file and says what is wrong with it.
+    pickled `Lambda` is refused). The arguments of every pooling layer in the
+    file, stock or ours, are checked first, as `keras_jax_pool.MaxPool2D`
+    checks them. Every failure is a `FileNotFoundError` or a `ValueError`
+    whose message names the file and says what is wrong with it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a directory, not a .keras file.")
     if not path.is_file():
         raise FileNotFoundError(f"No such file: {str(path)!r}")
     if path.suffix != ".keras":
@@ -53,6 +60,49 @@ def load_model(path):
         with zipfile.ZipFile(path) as archive:
             if "config.json" not in archive.namelist():
                 raise ValueError("it holds no config.json")
+            _check_config(json.loads(archive.read("config.json")))
         return keras.saving.load_model(path, safe_mode=True)
-    except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise ValueError(f"Cannot load {str(path)!r}: {error}") from error
+    except Exception as error:  # whatever fails while reading the file, say which file
+        # Keras re-raises a layer's ValueError as a TypeError that quotes the
+        # whole config; the first error raised says best what is wrong.
+        cause = error
+        while (cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)) is not None:
+            cause = cause.__cause__ or cause.__context__
+        reason = str(cause) if isinstance(cause, ValueError) else f"{type(cause).__name__}: {cause}"
+        raise ValueError(f"Cannot load {str(path)!r}: {reason}") from error
+
+
+def _check_config(config, layer=None):
+    """Checks a model's config.json before Keras builds anything from it.
+
+    Refuses Python code stored in it (a pickled lambda), whatever
+    `keras.config.enable_unsafe_deserialization()` was called with: Keras'
+    global switch overrides `load_model(safe_mode=True)`. And checks every
+    pooling layer, stock or ours, as `keras_jax_pool.MaxPool2D` does: stock
+    Keras would load some bad arguments and fail later, differently on each
+    backend. Raises `ValueError` naming the layer and the field.
+    """
+    if isinstance(config, list):
+        for item in config:
+            _check_config(item, layer)
+        return
+    if not isinstance(config, dict):
+        return
+    fields = config.get("config")
+    if isinstance(fields, dict) and isinstance(fields.get("name"), str):
+        layer = fields["name"]
+    if config.get("class_name") == "__lambda__":
+        raise ValueError(
+            f"layer {layer!r} holds Python code (a lambda), which loading would "
+            f"run; this loader keeps Keras' safe_mode on and refuses it."
+        )
+    is_stock_pool = config.get("class_name") == "MaxPooling2D" and str(config.get("module", "")).startswith("keras")
+    if (is_stock_pool or config.get("registered_name") == "keras_jax_pool>MaxPool2D") and isinstance(fields, dict):
+        try:
+            arguments.standardize(
+                fields.get("pool_size", (2, 2)), fields.get("strides"), fields.get("padding", "valid"), fields.get("data_format")
+            )
+        except ValueError as error:
+            raise ValueError(f"layer {layer!r}: {error}") from None
+    for value in config.values():
+        _check_config(value, layer)
