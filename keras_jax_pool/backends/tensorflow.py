@@ -1,14 +1,13 @@
 """Max pooling for the TensorFlow backend, through `tf.nn.max_pool2d`.
 
-TensorFlow's CPU MaxPool kernel mishandles NaN: it keeps a NaN only when the
-NaN comes first in its window (and an all-NaN window gives the lowest float,
--3.4e38), and the outcome varies with the channel count. Its gradient kernel
-also never sends a window's cotangent to a "same" pad position, which the
-numpy reference (and XLA, JAX and torch) do for a window of -inf whose first
+TensorFlow's MaxPool kernels (CPU, and XLA's) drop NaN: a window holding a
+NaN gives the maximum of its other elements, an all-NaN window the lowest
+finite value (-3.4e38 in float32), and so does a window of -inf. Its gradient
+kernel also never sends a window's cotangent to a "same" pad position, which
+the numpy reference (and JAX and torch) do for a window of -inf whose first
 element is padding. So input that is not all finite takes a second path that
-pads explicitly with -inf and routes every window holding a NaN to its first
-NaN, in row-major window order, for both the value and the gradient. Finite
-input pays only for one `reduce_all(is_finite(x))` and a `tf.cond`.
+fixes those windows, for the value and the gradient. Finite input pays for
+one extra read of the input: a sum, which is finite only if the input is.
 """
 
 import functools
@@ -73,44 +72,50 @@ def _sum(x):
 
 
 def _max_pool_not_finite(x, pool_size, strides, padding, layout):
-    """Max pooling that propagates NaN, for input holding NaN or infinities.
+    """Max pooling for input holding NaN or infinities, where TF's kernel
+    drops NaN and gives the lowest finite value for a window of -inf.
 
-    Every window holding a NaN gives the value of its first NaN in row-major
-    window order, gathered so that the gradient flows to that element alone;
-    other windows give `tf.nn.max_pool2d`'s maximum and gradient (the first
-    maximum). "same" padding is explicit -inf, so that a window of -inf whose
-    first element is padding sends its gradient there, as the reference does.
+    A window holding a NaN gives its first NaN in row-major window order, and
+    a window of -inf its first element; both are gathered from `x`, so that
+    the gradient flows to that element alone. Other windows keep
+    `tf.nn.max_pool2d`'s value and gradient (the first maximum). "same"
+    padding is explicit -inf, so that a window of -inf whose first element is
+    padding sends its gradient there, as the reference does.
     """
     spatial = (1, 2) if layout == "NHWC" else (2, 3)
     if padding == "same":
         x = tf.pad(x, _same_paddings(x, pool_size, strides, spatial), constant_values=tf.constant(-float("inf"), x.dtype))
     y = tf.nn.max_pool2d(x, pool_size, strides, "VALID", data_format=layout)
 
-    # Pool a code that is larger for earlier positions and zero off NaN: its
-    # window maximum identifies the window's first NaN. Row-major order within
-    # a window is the order of the flat spatial index row * width + col.
+    # Pool a code whose window maximum tells which kind of window it is and,
+    # for the two kinds fixed here, which element to take. Row-major order in
+    # a window is the order of the flat spatial index, so `area - position`
+    # is largest at a window's first element:
+    #   -inf: area - position                    in [1, area]
+    #   finite or +inf: area + 1
+    #   NaN: 2 * area + 1 - position             in [area + 2, 2 * area + 1]
     shape = tf.shape(x, out_type=tf.int64)
-    height, width = shape[spatial[0]], shape[spatial[1]]
-    area = height * width
-    position = tf.reshape(tf.range(area), [height, width])
+    area = shape[spatial[0]] * shape[spatial[1]]
+    position = tf.reshape(tf.range(area), [shape[spatial[0]], shape[spatial[1]]])
     position = position[:, :, None] if layout == "NHWC" else position[None]
-    code = tf.where(tf.math.is_nan(x), tf.cast(area - position, tf.float64), tf.constant(0.0, tf.float64))
-    code = tf.nn.max_pool2d(code, pool_size, strides, "VALID", data_format=layout)
-    window_has_nan = code > 0
-    first_nan = tf.where(window_has_nan, area - tf.cast(code, tf.int64), 0)
+    code = tf.where(x == -float("inf"), area - position, area + 1)
+    code = tf.where(tf.math.is_nan(x), 2 * area + 1 - position, code)
+    code = tf.nn.max_pool2d(tf.cast(code, tf.float64), pool_size, strides, "VALID", data_format=layout)
+    code = tf.cast(code, tf.int64)
+    fixed = code != area + 1
+    taken = tf.where(code > area + 1, 2 * area + 1 - code, area - code)
+    taken = tf.where(fixed, taken, 0)
 
-    # Flat index into x of each window's first NaN, for the batch and channel
-    # of that window.
-    out_shape = tf.shape(y, out_type=tf.int64)
-    batch = tf.reshape(tf.range(out_shape[0]), [-1, 1, 1, 1])
+    # The flat index into x of the element taken, in the window's batch and
+    # channel.
+    batch = tf.reshape(tf.range(shape[0]), [-1, 1, 1, 1])
     if layout == "NHWC":
         channel = tf.reshape(tf.range(shape[3]), [1, 1, 1, -1])
-        flat_index = (batch * area + first_nan) * shape[3] + channel
+        flat_index = (batch * area + taken) * shape[3] + channel
     else:
         channel = tf.reshape(tf.range(shape[1]), [1, -1, 1, 1])
-        flat_index = (batch * shape[1] + channel) * area + first_nan
-    nan_values = tf.gather(tf.reshape(x, [-1]), flat_index)
-    return tf.where(window_has_nan, nan_values, y)
+        flat_index = (batch * shape[1] + channel) * area + taken
+    return tf.where(fixed, tf.gather(tf.reshape(x, [-1]), flat_index), y)
 
 
 def _same_paddings(x, pool_size, strides, spatial):
