@@ -1,6 +1,8 @@
 """Max pooling for the numpy backend, in numpy alone.
 
 (Stock Keras pools through JAX here, and returns float32 for float64 input.)
+A window holding a NaN gives NaN, as `ndarray.max` does, without the
+RuntimeWarning that ml_dtypes' bfloat16 raises for it.
 """
 
 import numpy as np
@@ -24,7 +26,8 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
         pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[1:3], pool_size, strides)]
         x = np.pad(x, [(0, 0), *pads, (0, 0)], constant_values=lowest_value(x.dtype))
     windows = np.lib.stride_tricks.sliding_window_view(x, pool_size, axis=(1, 2))
-    y = windows[:, :: strides[0], :: strides[1]].max(axis=(-2, -1))
+    with np.errstate(invalid="ignore"):
+        y = windows[:, :: strides[0], :: strides[1]].max(axis=(-2, -1))
     if data_format == "channels_first":
         y = np.moveaxis(y, -1, 1)
     return np.ascontiguousarray(y)
