@@ -12,6 +12,8 @@ import keras
 
 from keras_jax_pool import arguments
 
+MAX_CONFIG_BYTES = 1 << 28  # the config.json of the largest Keras models is a few MB
+
 
 @contextlib.contextmanager
 def atomic_output(path, suffix=None):
@@ -38,8 +40,9 @@ def save_model(model, path):
 def load_model(path):
     """`keras.saving.load_model(path, safe_mode=True)` of a `.keras` file.
 
-    Safe mode stays on, so loading never runs code stored in the file (a
-    pickled `Lambda` is refused). The arguments of every pooling layer in the
+    Safe mode stays on, even after `keras.config.enable_unsafe_deserialization()`,
+    so loading never runs code stored in the file (a pickled `Lambda` is
+    refused). The arguments of every pooling layer in the
     file, stock or ours, are checked first, as `keras_jax_pool.MaxPool2D`
     checks them. Every failure is a `FileNotFoundError` or a `ValueError`
     whose message names the file and says what is wrong with it.
@@ -60,6 +63,8 @@ def load_model(path):
         with zipfile.ZipFile(path) as archive:
             if "config.json" not in archive.namelist():
                 raise ValueError("it holds no config.json")
+            if archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES:  # a zip bomb, not a model
+                raise ValueError(f"its config.json is over {MAX_CONFIG_BYTES} bytes unpacked")
             _check_config(json.loads(archive.read("config.json")))
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # whatever fails while reading the file, say which file

@@ -96,3 +96,11 @@ def test_loading_never_runs_code_from_the_file_even_when_unsafe_loading_is_allow
     assert "refused:" in out and "safe_mode" in out and str(model_path) in out
     assert not marker.exists()
     assert not (tmp_path / "out.keras").exists()
+
+
+def test_a_config_too_large_to_be_a_model_is_not_unpacked(tmp_path, monkeypatch):
+    """A zip bomb declares a huge config.json; it is refused before reading."""
+    good = _save(tmp_path / "good.keras", kjp.MaxPool2D)
+    monkeypatch.setattr(files, "MAX_CONFIG_BYTES", 100)
+    with pytest.raises(ValueError, match=r"Cannot load .*good\.keras'.*config\.json is over 100 bytes unpacked"):
+        files.load_model(good)
