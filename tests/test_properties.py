@@ -54,15 +54,15 @@ def tensor(x, dtype=None):
     return keras.ops.convert_to_tensor(x, dtype=dtype or x.dtype)
 
 
-def gradient(fn, x, cotangent, compiled=False):
+def gradient(fn, x, cotangent, compile=lambda g: g):
     """The gradient of `sum(fn(x) * cotangent)` with respect to `x`, by the
-    backend's own autodiff; `compiled` runs it under `jax.jit` or
-    `tf.function(jit_compile=True)`."""
+    backend's own autodiff (jax.grad, tf.GradientTape, torch autograd), the
+    gradient function wrapped by `compile` (`jax.jit`, `tf.function`) first."""
     if BACKEND == "jax":
         import jax
 
         grad = jax.grad(lambda v: (fn(v) * cotangent.astype(v.dtype)).sum())
-        return np.asarray(jax.jit(grad)(x) if compiled else grad(x))
+        return np.asarray(compile(grad)(x))
     if BACKEND == "tensorflow":
         import tensorflow as tf
 
@@ -73,12 +73,10 @@ def gradient(fn, x, cotangent, compiled=False):
                 total = tf.reduce_sum(y * tf.cast(cotangent, y.dtype))
             return tape.gradient(total, v)
 
-        grad = tf.function(grad, jit_compile=True) if compiled else grad
-        return to_numpy(grad(x))
+        return to_numpy(compile(grad)(x))
     if BACKEND == "torch":
         import torch
 
-        assert not compiled, "no compiled torch gradient is tested"
         v = x.detach().requires_grad_()
         (fn(v) * torch.as_tensor(cotangent, dtype=v.dtype)).sum().backward()
         return to_numpy(v.grad)
@@ -106,7 +104,8 @@ def pooling_cases(draw, dtypes, specials=()):
     return np.ascontiguousarray(x).astype(dtype), pool_size, strides, padding, data_format
 
 
-def _expected(x, pool_size, strides, padding, data_format):
+def expected_output(x, pool_size, strides, padding="valid", data_format="channels_last"):
+    """The numpy reference's output; `strides=None` means `pool_size`."""
     with np.errstate(invalid="ignore"):  # bfloat16 NaN with infinities
         return reference.downsample_images(
             x, pool_size, strides or pool_size, padding=padding, data_format=data_format
@@ -115,7 +114,7 @@ def _expected(x, pool_size, strides, padding, data_format):
 
 def _cotangent(x, pool_size, strides, padding, data_format):
     # Small integers: sums of them are exact in every float dtype.
-    shape = _expected(x, pool_size, strides, padding, data_format).shape
+    shape = expected_output(x, pool_size, strides, padding, data_format).shape
     return (np.arange(int(np.prod(shape))) % 3 + 1).reshape(shape).astype("float32")
 
 
@@ -123,7 +122,7 @@ def _check_output(case):
     x, pool_size, strides, padding, data_format = case
     y = kjp.max_pool2d(tensor(x), pool_size, strides, padding, data_format)
     assert keras.backend.standardize_dtype(y.dtype) == str(x.dtype)
-    expected = _expected(x, pool_size, strides, padding, data_format)
+    expected = expected_output(x, pool_size, strides, padding, data_format)
     np.testing.assert_array_equal(to_numpy(y).astype("float64"), expected.astype("float64"))
 
 
@@ -192,4 +191,4 @@ def test_edge_shapes_equal_stock(case):
     ours = kjp.MaxPool2D(pool_size, strides, padding, data_format)(x)
     stock = keras.layers.MaxPooling2D(pool_size, strides, padding, data_format)(x)
     np.testing.assert_array_equal(to_numpy(ours), to_numpy(stock))
-    np.testing.assert_array_equal(to_numpy(ours), _expected(*case))
+    np.testing.assert_array_equal(to_numpy(ours), expected_output(*case))

@@ -1,0 +1,227 @@
+"""NaN and infinities, on every backend and in every compiled form.
+
+A window holding a NaN gives NaN, for every channel count and NaN position;
+its gradient goes to its first NaN in row-major window order (a NaN counts as
+the maximum, as in `np.argmax`, which is what the numpy reference does).
++inf and -inf behave as `max` does; a window of -inf gives -inf and sends its
+gradient to its first element, padding included.
+
+Stock Keras differs: TensorFlow drops NaN (an all-NaN or all -inf window gives
+the lowest finite value), and so do JAX and numpy (through XLA:CPU's
+reduce_window) once the input holds more than a few thousand values; the
+gradient of a NaN window goes to the last NaN on torch, elsewhere on JAX, and
+to the largest non-NaN element on TensorFlow.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_jax_pool as kjp
+from keras_jax_pool import reference
+from tests.conftest import BACKEND, only_on, to_numpy
+from tests.test_properties import AUTODIFF, expected_output, gradient, tensor
+
+CHANNELS = [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 32, 33, 64]
+NAN = np.nan
+INF = np.inf
+
+
+def compiled_forms():
+    """Names of the forms a function runs in on the backend in use."""
+    return {
+        "tensorflow": ["eager", "tf.function", "xla"],
+        "jax": ["eager", "jax.jit"],
+        "torch": ["eager", "autograd"],  # autograd: the input requires grad
+        "numpy": ["eager"],
+    }[BACKEND]
+
+
+def compile_as(form, fn):
+    """`fn` in the named form."""
+    if form == "eager":
+        return fn
+    if form == "tf.function":
+        import tensorflow as tf
+
+        return tf.function(fn)
+    if form == "xla":
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=True)
+    if form == "jax.jit":
+        import jax
+
+        return jax.jit(fn)
+    if form == "autograd":
+        return lambda x: fn(x.detach().requires_grad_()).detach()
+    raise ValueError(f"unknown form {form!r}")
+
+
+FORMS = pytest.mark.parametrize("form", compiled_forms())
+GRADIENT_FORMS = pytest.mark.parametrize(
+    "form", {"tensorflow": ["eager", "tf.function", "xla"], "jax": ["eager", "jax.jit"]}.get(BACKEND, ["eager"])
+)
+
+
+def _nan_in_every_position(channels, data_format, batch=96):
+    """Eleven 3x3 windows side by side (pool 3, stride 3): window p < 9 holds
+    one NaN at row-major position p (in every channel, and in one channel only
+    for odd p), window 9 is all NaN and window 10 holds none. A batch of 96
+    makes the input large enough (over 9000 values) for XLA:CPU's
+    reduce_window to drop NaN, as it does from a few thousand values on."""
+    rng = np.random.default_rng(channels)
+    x = rng.integers(-5, 6, size=(batch, 3, 33, channels)).astype("float32")
+    for p in range(9):
+        where = (slice(None), p // 3, 3 * p + p % 3)
+        x[where + ((slice(None),) if p % 2 == 0 else (channels // 2,))] = NAN
+    x[:, :, 27:30] = NAN
+    return np.moveaxis(x, -1, 1).copy() if data_format == "channels_first" else x
+
+
+@FORMS
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_window_holding_nan_gives_nan(channels, data_format, form):
+    x = _nan_in_every_position(channels, data_format)
+    pool = compile_as(form, lambda v: kjp.max_pool2d(v, 3, 3, "valid", data_format))
+    expected = expected_output(x, (3, 3), (3, 3), data_format=data_format)
+    assert np.isnan(expected).sum() == 96 * (6 * channels + 4)
+    np.testing.assert_array_equal(to_numpy(pool(tensor(x))), expected)
+
+
+@FORMS
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_overlapping_windows_holding_nan_give_nan(padding, form, rng):
+    x = rng.integers(-5, 6, size=(2, 7, 8, 3)).astype("float32")
+    x[rng.random(x.shape) < 0.1] = NAN
+    pool = compile_as(form, lambda v: kjp.max_pool2d(v, (3, 2), (2, 1), padding))
+    np.testing.assert_array_equal(to_numpy(pool(tensor(x))), expected_output(x, (3, 2), (2, 1), padding))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_nan_propagates_in_every_float_dtype(dtype):
+    x = _nan_in_every_position(4, "channels_last").astype(dtype)
+    y = to_numpy(kjp.max_pool2d(tensor(x), 3, 3))
+    np.testing.assert_array_equal(y.astype("float32"), expected_output(x, (3, 3), (3, 3)).astype("float32"))
+
+
+def test_layer_and_predict_propagate_nan():
+    x = _nan_in_every_position(5, "channels_last")
+    expected = expected_output(x, (3, 3), (3, 3))
+    layer = kjp.MaxPool2D(3)
+    model = keras.Sequential([keras.Input(x.shape[1:]), layer])
+    np.testing.assert_array_equal(to_numpy(layer(x)), expected)
+    np.testing.assert_array_equal(model.predict(x, verbose=0), expected)
+
+
+def test_stock_keeps_or_drops_nan_as_recorded():
+    """Ours gives NaN. Stock drops every NaN on TensorFlow (an all-NaN window
+    gives -3.4e38) and, for inputs of more than a few thousand values, on JAX
+    and numpy (both pool through XLA:CPU's reduce_window); torch keeps them.
+    If this fails, upstream changed: update the README."""
+    x = _nan_in_every_position(8, "channels_last")
+    expected = expected_output(x, (3, 3), (3, 3))
+    stock = to_numpy(keras.layers.MaxPooling2D(3)(x))
+    np.testing.assert_array_equal(to_numpy(kjp.MaxPool2D(3)(x)), expected)
+    if BACKEND == "torch":
+        np.testing.assert_array_equal(stock, expected)
+    else:
+        assert not np.isnan(stock).any()
+    if BACKEND == "tensorflow":
+        assert (stock[:, 0, 9] == np.finfo("float32").min).all()
+
+
+INFINITY_WINDOWS = {
+    "+inf": [[1, INF], [2, 0]],
+    "+inf twice": [[INF, 1], [INF, 0]],
+    "-inf and finite": [[-INF, -7], [-INF, -INF]],
+    "all -inf": [[-INF, -INF], [-INF, -INF]],
+    "+inf and -inf": [[-INF, INF], [0, -INF]],
+    "NaN beats +inf": [[INF, NAN], [1, INF]],
+    "NaN and -inf": [[-INF, -INF], [NAN, -INF]],
+}
+
+
+def _windows(cases, channels=3):
+    """The 2x2 windows `cases`, side by side along the width, in `channels`."""
+    row = np.concatenate([np.array(w, "float32") for w in cases], axis=1)
+    return np.repeat(row[None, :, :, None], channels, axis=3)
+
+
+@FORMS
+def test_infinities_behave_as_max(form):
+    x = _windows(INFINITY_WINDOWS.values())
+    pool = compile_as(form, lambda v: kjp.max_pool2d(v, 2))
+    y = to_numpy(pool(tensor(x)))
+    expected = expected_output(x, (2, 2), (2, 2))
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(y[0, 0, :, 0], [INF, INF, -7, -INF, INF, NAN, NAN])
+
+
+def test_stock_window_of_minus_inf_as_recorded():
+    """Stock TensorFlow gives the lowest finite value for a window of -inf."""
+    x = _windows([INFINITY_WINDOWS["all -inf"]])
+    stock = to_numpy(keras.layers.MaxPooling2D(2)(x))
+    assert (to_numpy(kjp.MaxPool2D(2)(x)) == -INF).all()
+    assert (stock == (np.finfo("float32").min if BACKEND == "tensorflow" else -INF)).all()
+
+
+# Where each window's gradient goes, as the flat row-major index of its first
+# maximum (NaN counting as the maximum).
+GRADIENT_WINDOWS = {
+    "two NaN": ([[1, NAN], [NAN, 0]], 1),
+    "NaN first": ([[NAN, 5], [NAN, 0]], 0),
+    "NaN after the max": ([[5, NAN], [0, 0]], 1),
+    "NaN last": ([[5, 1], [0, NAN]], 3),
+    "all NaN": ([[NAN, NAN], [NAN, NAN]], 0),
+    "tie": ([[1, 5], [5, 0]], 1),
+    "all -inf": ([[-INF, -INF], [-INF, -INF]], 0),
+    "+inf tie": ([[1, INF], [INF, NAN]], 3),
+}
+
+
+def _nan_window_gradient_expectation(channels):
+    x = _windows([w for w, _ in GRADIENT_WINDOWS.values()], channels)
+    expected = np.zeros((len(GRADIENT_WINDOWS), 4), "float32")
+    expected[np.arange(len(GRADIENT_WINDOWS)), [i for _, i in GRADIENT_WINDOWS.values()]] = 1
+    # back to the layout of x: window k covers columns 2k, 2k+1
+    expected = expected.reshape(-1, 2, 2).transpose(1, 0, 2).reshape(1, 2, -1, 1)
+    return x, np.repeat(expected, channels, axis=3)
+
+
+@only_on(*AUTODIFF)
+@GRADIENT_FORMS
+@pytest.mark.parametrize("channels", [1, 4, 8, 17])
+def test_gradient_of_nan_window_goes_to_its_first_nan(channels, form):
+    x, expected = _nan_window_gradient_expectation(channels)
+    cotangent = np.ones((1, 1, len(GRADIENT_WINDOWS), channels), "float32")
+    got = gradient(lambda v: kjp.max_pool2d(v, 2), tensor(x), cotangent, compile=lambda g: compile_as(form, g))
+    np.testing.assert_array_equal(reference.max_pool_gradient(x, cotangent, (2, 2), (2, 2)), expected)
+    np.testing.assert_array_equal(got, expected)
+
+
+@only_on(*AUTODIFF)
+def test_stock_gradient_of_nan_window_as_recorded():
+    """Stock sends the gradient of [[1, NaN], [NaN, 0]] elsewhere than to the
+    first NaN (index 1): to the last NaN (2) on torch, to the 1 (0) on
+    TensorFlow, to the 0 (3) on JAX."""
+    x = _windows([GRADIENT_WINDOWS["two NaN"][0]], 1)
+    cotangent = np.ones((1, 1, 1, 1), "float32")
+    stock = gradient(keras.layers.MaxPooling2D(2), tensor(x), cotangent)
+    ours = gradient(kjp.MaxPool2D(2), tensor(x), cotangent)
+    assert ours.ravel().tolist() == [0, 1, 0, 0]
+    assert stock.ravel().tolist() == {"torch": [0, 0, 1, 0], "tensorflow": [1, 0, 0, 0], "jax": [0, 0, 0, 1]}[BACKEND]
+
+
+@only_on(*AUTODIFF)
+@GRADIENT_FORMS
+def test_gradient_of_minus_inf_window_goes_to_its_first_element_even_padding(form):
+    # pool 3 "same" on 4x4 pads one row and column on top and left: the
+    # window at (0, 0) starts in padding, the one at (1, 1) in the input.
+    x = np.full((1, 4, 4, 2), -INF, "float32")
+    cotangent = np.ones((1, 2, 2, 2), "float32")
+    expected = reference.max_pool_gradient(x, cotangent, (3, 3), (3, 3), "same")
+    got = gradient(lambda v: kjp.max_pool2d(v, 3, padding="same"), tensor(x), cotangent, compile=lambda g: compile_as(form, g))
+    assert expected.sum() == 2  # windows (1, 1) of both channels, at x[2, 2]
+    np.testing.assert_array_equal(got, expected)
