@@ -72,6 +72,18 @@ class MaxPool2D(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return arguments.output_shape(input_shape, self._args)
 
+    @classmethod
+    def from_config(cls, config):
+        # Keras re-raises any error from __init__ during loading as TypeError;
+        # check the fields here so a bad file gives the ValueError naming one.
+        arguments.standardize(
+            config.get("pool_size", (2, 2)),
+            config.get("strides"),
+            config.get("padding", "valid"),
+            config.get("data_format"),
+        )
+        return super().from_config(config)
+
     def get_config(self):
         return {
             **super().get_config(),
