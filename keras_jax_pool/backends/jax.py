@@ -250,7 +250,9 @@ def _max_pool_differentiable(x, geo):
 @_max_pool_differentiable.defjvp
 def _max_pool_jvp(geo, primals, tangents):
     (x,), (t,) = primals, tangents
-    return _reduce_window_max(x, geo), _select_tangent(t, _stored_first_max_index(x, geo), geo)
+    # The primal through the rule itself, so that higher derivatives use the
+    # rule again rather than JAX's own (differently tie-breaking) one.
+    return _max_pool_differentiable(x, geo), _select_tangent(t, _stored_first_max_index(x, geo), geo)
 
 
 def max_pool2d(inputs, pool_size, strides, padding, data_format):

@@ -1,0 +1,147 @@
+"""Gradients are bit-identical to stock `keras.layers.MaxPooling2D`'s on every
+backend with autodiff: each window's cotangent goes to its first maximum in
+row-major window order, overlapping windows add. Under JAX the op has its own
+rule, which also serves forward mode and higher derivatives."""
+
+import itertools
+
+import keras
+import numpy as np
+import pytest
+
+import keras_jax_pool as kjp
+from keras_jax_pool import reference
+from tests.conftest import BACKEND, only_on
+from tests.test_properties import gradient, tensor
+
+pytestmark = pytest.mark.skipif(BACKEND == "numpy", reason="the numpy backend has no autodiff")
+
+CONFIGS = [
+    pytest.param(p, s, pad, fmt, id=f"pool{p}-stride{s}-{pad}-{fmt[9:]}")
+    for (p, s), pad, fmt in itertools.product(
+        [((2, 2), (2, 2)), ((3, 3), (2, 2)), ((3, 2), (1, 2)), ((2, 3), (3, 1)), ((4, 4), (1, 1)), ((1, 1), (1, 1))],
+        ["valid", "same"],
+        ["channels_last", "channels_first"],
+    )
+]
+# Stock torch cannot pool float16 on the CPU; everything else pools.
+DTYPES = ["float32", "bfloat16"] + ([] if BACKEND == "torch" else ["float16"])
+
+
+def _relu_input(rng, data_format, batch=2, dtype="float32"):
+    shape = (batch, 9, 8, 3) if data_format == "channels_last" else (batch, 3, 9, 8)
+    return np.maximum(rng.normal(size=shape), 0).astype(dtype)  # windows full of zeros: ties
+
+
+def _cotangent(layer, x, rng):
+    c = rng.normal(size=layer.compute_output_shape(x.shape)).astype("float32")
+    c[rng.random(c.shape) < 0.05] = -0.0  # stock adds from +0: 0 + -0 = +0
+    return c
+
+
+def _bits(a):
+    a = np.asarray(a)
+    return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
+
+
+# Every configuration in float32, with batches of 2 and 1; the half-precision
+# types on every fourth.
+GRID = [
+    pytest.param(*config.values, dtype, 1 + i % 2, id=f"{config.id}-{dtype}")
+    for i, config in enumerate(CONFIGS)
+    for dtype in (DTYPES if i % 4 == 0 else ["float32"])
+]
+
+
+@pytest.mark.parametrize("pool_size, strides, padding, data_format, dtype, batch", GRID)
+def test_gradient_bit_identical_to_stock(pool_size, strides, padding, data_format, dtype, batch, rng):
+    ours = kjp.MaxPool2D(pool_size, strides, padding, data_format, dtype=dtype)
+    stock = keras.layers.MaxPooling2D(pool_size, strides, padding, data_format, dtype=dtype)
+    x = _relu_input(rng, data_format, batch, dtype)
+    c = _cotangent(ours, x, rng)
+    g_ours = gradient(ours, tensor(x), c)
+    g_stock = gradient(stock, tensor(x), c)
+    assert g_ours.dtype == g_stock.dtype
+    overlapping = any(k > s for k, s in zip(ours.pool_size, ours.strides))
+    if BACKEND == "torch" and padding == "same" and overlapping:
+        # Stock torch pads "same" by replicating edge elements, whose
+        # gradients its pad's backward then adds onto the edge: the same
+        # elements receive the same terms, summed in another order.
+        assert np.array_equal(g_ours != 0, g_stock != 0)
+        np.testing.assert_allclose(g_ours.astype("float32"), g_stock.astype("float32"), rtol=1e-6, atol=0)
+    else:
+        np.testing.assert_array_equal(_bits(g_ours), _bits(g_stock))
+
+
+@pytest.mark.parametrize("pool_size, strides, padding, data_format", CONFIGS[::3])
+def test_gradient_equals_reference(pool_size, strides, padding, data_format, rng):
+    x = _relu_input(rng, data_format)
+    layer = kjp.MaxPool2D(pool_size, strides, padding, data_format)
+    c = rng.integers(-3, 4, size=layer.compute_output_shape(x.shape)).astype("float32")  # sums are exact
+    expected = reference.max_pool_gradient(x, c, pool_size, strides, padding, data_format)
+    np.testing.assert_array_equal(gradient(layer, tensor(x), c), expected)
+
+
+@only_on("jax")
+class TestJaxRule:
+    """Our custom_jvp rule: linear in the tangent, so every JAX transformation works."""
+
+    def _op(self, padding="same"):
+        return lambda v: kjp.max_pool2d(v, (3, 2), (2, 1), padding)
+
+    def _x(self, rng):
+        return np.round(rng.normal(size=(1, 5, 6, 2)) * 2) / 2  # float64 in, few values: ties
+
+    def test_the_compiled_gradient_has_no_select_and_scatter(self):
+        import jax
+        import jax.numpy as jnp
+
+        x = jnp.ones((2, 8, 8, 3))
+        ours = jax.jit(jax.grad(lambda v: kjp.max_pool2d(v, 2).sum())).lower(x).as_text()
+        stock = jax.jit(jax.grad(lambda v: keras.ops.max_pool(v, (2, 2), (2, 2)).sum())).lower(x).as_text()
+        assert "select_and_scatter" in stock
+        assert "select_and_scatter" not in ours
+
+    def test_forward_mode_equals_reverse_mode(self, rng):
+        import jax
+
+        x = self._x(rng).astype("float32")
+        jf, jr = jax.jacfwd(self._op())(x), jax.jacrev(self._op())(x)
+        np.testing.assert_array_equal(np.asarray(jf), np.asarray(jr))
+
+    def test_jvp_is_linear_in_the_tangent(self, rng):
+        import jax
+
+        x = self._x(rng).astype("float32")
+        t = rng.normal(size=x.shape).astype("float32")
+        _, d1 = jax.jvp(self._op(), (x,), (t,))
+        _, d2 = jax.jvp(self._op(), (x,), (2 * t,))
+        _, d0 = jax.jvp(self._op(), (x,), (0 * t,))
+        np.testing.assert_array_equal(2 * np.asarray(d1), np.asarray(d2))
+        assert not np.any(np.asarray(d0))
+
+    def test_hessian_and_hessian_vector_product(self, rng):
+        import jax
+        import jax.numpy as jnp
+
+        x = self._x(rng).astype("float32")
+        loss = lambda v: jnp.sum(self._op()(v) ** 3)  # noqa: E731
+        h = np.asarray(jax.hessian(loss)(x)).reshape(x.size, x.size)
+        v = rng.normal(size=x.shape).astype("float32")
+        hvp = jax.jvp(jax.grad(loss), (x,), (v,))[1]
+        np.testing.assert_allclose(np.asarray(hvp).ravel(), h @ v.ravel(), rtol=1e-5, atol=1e-5)
+        # The Hessian of sum(y^3) is diagonal, 6 * y at each picked element.
+        y = reference.downsample_images(x, (3, 2), (2, 1), padding="same")
+        picked = reference.max_pool_gradient(x, np.ones_like(y), (3, 2), (2, 1), padding="same")
+        expected = reference.max_pool_gradient(x, 6 * y, (3, 2), (2, 1), padding="same")
+        np.testing.assert_allclose(np.diag(h).reshape(x.shape), np.where(picked > 0, expected, 0), rtol=1e-6)
+        assert not np.any(h - np.diag(np.diag(h)))
+
+    def test_vmap_of_grad_equals_per_example_grad(self, rng):
+        import jax
+
+        x = _relu_input(rng, "channels_last", batch=3)
+        grad = jax.grad(lambda v: self._op("valid")(v[None]).sum())
+        batched = np.asarray(jax.vmap(grad)(x))
+        for i in range(len(x)):
+            np.testing.assert_array_equal(batched[i], np.asarray(grad(x[i])))
