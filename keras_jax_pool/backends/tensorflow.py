@@ -1,4 +1,4 @@
-"""Max pooling for the TensorFlow backend, through `tf.nn.max_pool2d`.
+"""Max pooling for the TensorFlow backend, through the MaxPool op of `tf.nn.max_pool2d`.
 
 TensorFlow's MaxPool kernels (CPU, and XLA's) drop NaN: a window holding a
 NaN gives the maximum of its other elements, an all-NaN window the lowest
@@ -48,11 +48,12 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
     if transpose:
         x = tf.transpose(x, (0, 2, 3, 1))
     layout = "NCHW" if data_format == "channels_first" and not transpose else "NHWC"
-    y = tf.nn.max_pool2d(x, pool_size, strides, padding.upper(), data_format=layout)
+    y = _max_pool(x, pool_size, strides, padding, layout)
     if x.dtype.is_floating:
-        total = _sum(x)
+        eager = tf.executing_eagerly()
+        total = _sum(x, eager)
         not_finite = lambda: _max_pool_not_finite(x, pool_size, strides, padding, layout)
-        if tf.executing_eagerly():
+        if eager:
             y = y if np.isfinite(total.numpy()).all() else not_finite()
         else:
             y = tf.cond(tf.reduce_all(tf.math.is_finite(total)), lambda: y, not_finite)
@@ -61,14 +62,27 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
     return y
 
 
-def _sum(x):
+def _max_pool(x, pool_size, strides, padding, layout):
+    # The raw op: tf.nn.max_pool2d's argument handling costs ~15 us per
+    # eager call, as much as pooling a small tensor.
+    window = (1, *pool_size, 1) if layout == "NHWC" else (1, 1, *pool_size)
+    steps = (1, *strides, 1) if layout == "NHWC" else (1, 1, *strides)
+    return tf.raw_ops.MaxPool(input=x, ksize=window, strides=steps, padding=padding.upper(), data_format=layout)
+
+
+def _sum(x, eager):
     """A sum of `x` that is finite only if all of `x` is: one read of `x`, the
     cheapest test there is. A sum may also overflow; that only sends finite
     input down the slower path, which is right for it too."""
-    if x.dtype == tf.float16:
-        # A float16 sum of more than a few thousand values overflows.
-        return tf.reduce_sum(x, axis=-1)
-    return tf.reduce_sum(x)
+    # A float16 sum of more than a few thousand values overflows: sum rows.
+    axes = (3,) if x.dtype == tf.float16 else (0, 1, 2, 3)
+    return tf.raw_ops.Sum(input=x, axis=_constant(axes) if eager else axes)
+
+
+@functools.cache
+def _constant(value):
+    # Converting the axes anew costs ~15 us per eager call.
+    return tf.constant(value)
 
 
 def _max_pool_not_finite(x, pool_size, strides, padding, layout):
@@ -85,7 +99,7 @@ def _max_pool_not_finite(x, pool_size, strides, padding, layout):
     spatial = (1, 2) if layout == "NHWC" else (2, 3)
     if padding == "same":
         x = tf.pad(x, _same_paddings(x, pool_size, strides, spatial), constant_values=tf.constant(-float("inf"), x.dtype))
-    y = tf.nn.max_pool2d(x, pool_size, strides, "VALID", data_format=layout)
+    y = _max_pool(x, pool_size, strides, "valid", layout)
 
     # Pool a code whose window maximum tells which kind of window it is and,
     # for the two kinds fixed here, which element to take. Row-major order in
@@ -100,7 +114,7 @@ def _max_pool_not_finite(x, pool_size, strides, padding, layout):
     position = position[:, :, None] if layout == "NHWC" else position[None]
     code = tf.where(x == -float("inf"), area - position, area + 1)
     code = tf.where(tf.math.is_nan(x), 2 * area + 1 - position, code)
-    code = tf.nn.max_pool2d(tf.cast(code, tf.float64), pool_size, strides, "VALID", data_format=layout)
+    code = _max_pool(tf.cast(code, tf.float64), pool_size, strides, "valid", layout)
     code = tf.cast(code, tf.int64)
     fixed = code != area + 1
     taken = tf.where(code > area + 1, 2 * area + 1 - code, area - code)
