@@ -1,4 +1,4 @@
-"""Max pooling for the TensorFlow backend, through the MaxPool op of `tf.nn.max_pool2d`.
+"""Max pooling for the TensorFlow backend, through TensorFlow's MaxPool op.
 
 TensorFlow's MaxPool kernels (CPU, and XLA's) drop NaN: a window holding a
 NaN gives the maximum of its other elements, an all-NaN window the lowest
