@@ -116,7 +116,24 @@ def _reduce_window_max(x, geo):
         if geo.padding == "same":
             pads[axis] = (g.low, same_padding(g.length, g.window, g.stride)[1])
     init = np.array(lowest_value(x.dtype), x.dtype)
-    return lax.reduce_window(x, init, lax.max, window, strides, pads)
+    y = lax.reduce_window(x, init, lax.max, window, strides, pads)
+    if not jnp.issubdtype(x.dtype, jnp.inexact) or x.size == 0:
+        return y
+
+    # XLA:CPU's vectorized reduce_window drops NaN on all but small inputs.
+    # Finite input (the usual case) pays one extra read of x, a sum that is
+    # finite only if x is; the rest takes a second pass that marks the
+    # windows holding NaN. Every NaN check must read all of x: on large
+    # inputs this doubles the forward's time (see the README).
+    def mark_nan_windows(y):
+        has_nan = lax.reduce_window(jnp.isnan(x), False, lax.bitwise_or, window, strides, pads)
+        return jnp.where(has_nan, jnp.array(np.nan, y.dtype), y)
+
+    # Summing all but the last axis first is ~1.5x faster on XLA:CPU than one
+    # reduction to a scalar.
+    partial_sums = jnp.sum(x, axis=tuple(range(x.ndim - 1)), dtype=jnp.float32)
+    finite = jnp.all(jnp.isfinite(partial_sums))
+    return lax.cond(finite, lambda y: y, mark_nan_windows, y)
 
 
 def _window_element_of_input(x, geo, offset):
