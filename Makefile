@@ -6,7 +6,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --quiet --constraint constraints.txt
 BACKENDS := jax tensorflow torch numpy
-BACKEND ?= jax
+# The backend `make demo` and `make bench` run on: KERAS_BACKEND, else jax.
+BACKEND := $(or $(KERAS_BACKEND),jax)
+DEMO_PACKAGES_jax := ".[jax,demo]"
+DEMO_PACKAGES_torch := ".[torch,demo]"
+DEMO_PACKAGES_tensorflow := ".[demo]" tensorflow-cpu
+DEMO_PACKAGES_numpy := ".[jax,demo]"
 
 .PHONY: demo test test-% bench clean
 
@@ -14,17 +19,17 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # Stamps record what was installed, and are redone when the pins change.
-$(VENV)/.demo-installed: $(PY) constraints.txt setup.cfg
-	$(PIP) --editable ".[jax,demo]"
+$(VENV)/.demo-%-installed: $(PY) constraints.txt setup.cfg
+	$(PIP) --editable $(DEMO_PACKAGES_$*)
 	touch $@
 
 # tensorflow-cpu, not the tensorflow extra: same package, no GPU libraries.
 $(VENV)/.test-installed: $(PY) constraints.txt setup.cfg
 	$(PIP) --editable ".[jax,torch,test,demo,bench]" tensorflow-cpu
-	touch $@ $(VENV)/.demo-installed
+	touch $@ $(foreach b,$(BACKENDS),$(VENV)/.demo-$(b)-installed)
 
-demo: $(VENV)/.demo-installed
-	KERAS_BACKEND=$${KERAS_BACKEND:-$(BACKEND)} $(PY) -m keras_jax_pool demo
+demo: $(VENV)/.demo-$(BACKEND)-installed
+	KERAS_BACKEND=$(BACKEND) $(PY) -m keras_jax_pool demo
 
 # Keras fixes its backend at import, so each backend's suite runs in its own
 # process. All four run even if one fails; the target fails if any did.
@@ -39,7 +44,7 @@ test-%: $(VENV)/.test-installed
 	KERAS_BACKEND=$* $(PY) -m pytest tests -q -p no:cacheprovider
 
 bench: $(VENV)/.test-installed
-	KERAS_BACKEND=$${KERAS_BACKEND:-$(BACKEND)} $(PY) -m keras_jax_pool bench
+	KERAS_BACKEND=$(BACKEND) $(PY) -m keras_jax_pool bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info
