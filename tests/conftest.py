@@ -47,6 +47,40 @@ def restore_keras_globals():
     keras.config.set_image_data_format(data_format)
 
 
+def tensor(x, dtype=None):
+    """`x` as a tensor of the backend in use, of `dtype` (default: x's)."""
+    return keras.ops.convert_to_tensor(x, dtype=dtype or x.dtype)
+
+
+def gradient(fn, x, cotangent, compile=lambda g: g):
+    """The gradient of `sum(fn(x) * cotangent)` with respect to `x`, by the
+    backend's own autodiff (jax.grad, tf.GradientTape, torch autograd), the
+    gradient function wrapped by `compile` (`jax.jit`, `tf.function`) first."""
+    if BACKEND == "jax":
+        import jax
+
+        grad = jax.grad(lambda v: (fn(v) * cotangent.astype(v.dtype)).sum())
+        return np.asarray(compile(grad)(x))
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        def grad(v):
+            with tf.GradientTape() as tape:
+                tape.watch(v)
+                y = fn(v)
+                total = tf.reduce_sum(y * tf.cast(cotangent, y.dtype))
+            return tape.gradient(total, v)
+
+        return to_numpy(compile(grad)(x))
+    if BACKEND == "torch":
+        import torch
+
+        v = x.detach().requires_grad_()
+        (fn(v) * torch.as_tensor(cotangent, dtype=v.dtype)).sum().backward()
+        return to_numpy(v.grad)
+    raise NotImplementedError(f"{BACKEND} has no autodiff")
+
+
 def run_python(code, backend=BACKEND, timeout=300):
     """Runs `code` in a fresh interpreter under `backend`; returns its stdout."""
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}

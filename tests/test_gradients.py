@@ -11,8 +11,7 @@ import pytest
 
 import keras_jax_pool as kjp
 from keras_jax_pool import reference
-from tests.conftest import BACKEND, only_on
-from tests.test_properties import gradient, tensor
+from tests.conftest import BACKEND, gradient, only_on, tensor
 
 pytestmark = pytest.mark.skipif(BACKEND == "numpy", reason="the numpy backend has no autodiff")
 

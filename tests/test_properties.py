@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import keras_jax_pool as kjp
 from keras_jax_pool import reference
-from tests.conftest import BACKEND, only_on, to_numpy
+from tests.conftest import BACKEND, gradient, only_on, tensor, to_numpy
 
 _COMMON = dict(
     deadline=None,
@@ -49,40 +49,6 @@ def _has_64_bit_types():
 X64 = _has_64_bit_types()
 FLOAT_DTYPES = ["float16", "bfloat16", "float32"] + (["float64"] if X64 else [])
 INT_DTYPES = ["uint8", "int8", "int32"] + (["int64"] if X64 else [])
-
-
-def tensor(x, dtype=None):
-    """`x` as a tensor of the backend in use, of `dtype` (default: x's)."""
-    return keras.ops.convert_to_tensor(x, dtype=dtype or x.dtype)
-
-
-def gradient(fn, x, cotangent, compile=lambda g: g):
-    """The gradient of `sum(fn(x) * cotangent)` with respect to `x`, by the
-    backend's own autodiff (jax.grad, tf.GradientTape, torch autograd), the
-    gradient function wrapped by `compile` (`jax.jit`, `tf.function`) first."""
-    if BACKEND == "jax":
-        import jax
-
-        grad = jax.grad(lambda v: (fn(v) * cotangent.astype(v.dtype)).sum())
-        return np.asarray(compile(grad)(x))
-    if BACKEND == "tensorflow":
-        import tensorflow as tf
-
-        def grad(v):
-            with tf.GradientTape() as tape:
-                tape.watch(v)
-                y = fn(v)
-                total = tf.reduce_sum(y * tf.cast(cotangent, y.dtype))
-            return tape.gradient(total, v)
-
-        return to_numpy(compile(grad)(x))
-    if BACKEND == "torch":
-        import torch
-
-        v = x.detach().requires_grad_()
-        (fn(v) * torch.as_tensor(cotangent, dtype=v.dtype)).sum().backward()
-        return to_numpy(v.grad)
-    raise NotImplementedError(f"{BACKEND} has no autodiff")
 
 
 @st.composite
