@@ -86,6 +86,17 @@ def standardize(pool_size, strides=None, padding="valid", data_format=None):
     )
 
 
+def standardize_config(config):
+    """`standardize` of a layer config's pooling fields, with the stock
+    layer's defaults for missing ones."""
+    return standardize(
+        config.get("pool_size", (2, 2)),
+        config.get("strides"),
+        config.get("padding", "valid"),
+        config.get("data_format"),
+    )
+
+
 def check_dtype(dtype):
     """Raises `TypeError` unless `dtype` is one of `DTYPES`: booleans,
     complex numbers and float8 types are refused on every backend."""

@@ -104,9 +104,7 @@ def _check_config(config, layer=None):
     is_stock_pool = config.get("class_name") == "MaxPooling2D" and str(config.get("module", "")).startswith("keras")
     if (is_stock_pool or config.get("registered_name") == "keras_jax_pool>MaxPool2D") and isinstance(fields, dict):
         try:
-            arguments.standardize(
-                fields.get("pool_size", (2, 2)), fields.get("strides"), fields.get("padding", "valid"), fields.get("data_format")
-            )
+            arguments.standardize_config(fields)
         except ValueError as error:
             raise ValueError(f"layer {layer!r}: {error}") from None
     for value in config.values():

@@ -76,12 +76,7 @@ class MaxPool2D(keras.layers.Layer):
     def from_config(cls, config):
         # Keras re-raises any error from __init__ during loading as TypeError;
         # check the fields here so a bad file gives the ValueError naming one.
-        arguments.standardize(
-            config.get("pool_size", (2, 2)),
-            config.get("strides"),
-            config.get("padding", "valid"),
-            config.get("data_format"),
-        )
+        arguments.standardize_config(config)
         return super().from_config(config)
 
     def get_config(self):
