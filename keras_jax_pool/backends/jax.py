@@ -120,20 +120,47 @@ def _reduce_window_max(x, geo):
     if not jnp.issubdtype(x.dtype, jnp.inexact) or x.size == 0:
         return y
 
-    # XLA:CPU's vectorized reduce_window drops NaN on all but small inputs.
-    # Finite input (the usual case) pays one extra read of x, a sum that is
-    # finite only if x is; the rest takes a second pass that marks the
-    # windows holding NaN. Every NaN check must read all of x: on large
-    # inputs this doubles the forward's time (see the README).
     def mark_nan_windows(y):
         has_nan = lax.reduce_window(jnp.isnan(x), False, lax.bitwise_or, window, strides, pads)
         return jnp.where(has_nan, jnp.array(np.nan, y.dtype), y)
 
-    # Summing all but the last axis first is ~1.5x faster on XLA:CPU than one
-    # reduction to a scalar.
-    partial_sums = jnp.sum(x, axis=tuple(range(x.ndim - 1)), dtype=jnp.float32)
-    finite = jnp.all(jnp.isfinite(partial_sums))
-    return lax.cond(finite, lambda y: y, mark_nan_windows, y)
+    def guard(y):
+        # Finite input (the usual case) pays one extra read of x, a sum that
+        # is finite only if x is; the rest takes a second pass that marks the
+        # windows holding NaN. Every NaN check must read all of x: on large
+        # inputs this doubles the forward's time (see the README). Summing
+        # all but the last axis first is ~1.5x faster on XLA:CPU than one
+        # reduction to a scalar.
+        partial_sums = jnp.sum(x, axis=tuple(range(x.ndim - 1)), dtype=jnp.float32)
+        finite = jnp.all(jnp.isfinite(partial_sums))
+        return lax.cond(finite, lambda y: y, mark_nan_windows, y)
+
+    if _xla_cpu_keeps_nan(geo):
+        return lax.platform_dependent(y, cpu=lambda y: y, default=guard)
+    return guard(y)
+
+
+# The jaxlib minor versions whose XLA:CPU kernel choice `_xla_cpu_keeps_nan`
+# describes; tests/test_nan.py checks it on the pinned one. Elsewhere every
+# window is guarded.
+_KERNEL_CHOICE_CHECKED = ((0, 10),)
+
+
+def _xla_cpu_keeps_nan(geo):
+    """Whether XLA:CPU's reduce_window keeps NaN for this pooling, so that the
+    forward needs no guard.
+
+    HLO's `max` propagates NaN, and XLA's own loops honour that. But from
+    about 4096 values on, XLA:CPU hands a floating-point reduce_window whose
+    windows tile the input (stride equal to the window on every pooled axis)
+    to its YNNPACK kernel, whose max drops NaN (so does `jnp.max` over as many
+    values). Overlapping windows (3x3 stride 2, the post's 4x4 stride 2) stay
+    in XLA's loops: no guard there, and the forward is stock's own program.
+    Only on jaxlib versions where this was checked; elsewhere, guard.
+    """
+    if tuple(jax.__version_info__[:2]) not in _KERNEL_CHOICE_CHECKED:
+        return False
+    return any(g.window > 1 and g.window != g.stride for _, g in geo.per_axis)
 
 
 def _window_element_of_input(x, geo, offset):
