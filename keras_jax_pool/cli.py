@@ -71,7 +71,7 @@ def build_parser():
     bench.add_argument("--pool", type=_ints, default=(2, 2), help="with --shape: rows,cols (default 2,2)")
     bench.add_argument("--stride", type=_ints, help="with --shape: rows,cols (default: the pool size)")
     bench.add_argument("--padding", choices=["valid", "same"], default="valid", help="with --shape")
-    bench.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median reported)")
+    bench.add_argument("--repeats", type=int, default=9, help="timed runs per measurement (median reported)")
     bench.add_argument("--dtype", default="float32")
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib)")

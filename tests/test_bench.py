@@ -34,8 +34,18 @@ def test_ratios_follow_from_the_timings(quick_report):
         assert r["forward_ratio"] == pytest.approx(r["stock_forward_ms"] / r["ours_forward_ms"])
         if BACKEND != "numpy":
             assert r["speedup"] == pytest.approx(r["stock_forward_backward_ms"] / r["ours_forward_backward_ms"])
+            assert r["ceiling"] == pytest.approx(r["stock_forward_backward_ms"] / r["floor_ms"])
+            assert f"{r['floor_ms']:.1f}" in table
         assert r["case"] in table
     assert f"backend {BACKEND}" in table
+    assert "median of 1, ours and stock in turn" in table
+
+
+def test_interleaved_timing_runs_each_callable_in_turn():
+    calls = []
+    medians = bench.interleaved_median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, 3)
+    assert calls == ["a", "b"] + ["a", "b"] * 3  # one warm-up each, then in turn
+    assert sorted(medians) == ["a", "b"] and all(m >= 0 for m in medians.values())
 
 
 def test_json_and_plot_are_written(quick_report):
