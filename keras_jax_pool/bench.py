@@ -154,12 +154,17 @@ def median_ms(fn, repeats):
 
 def interleaved_median_ms(fns, repeats):
     """Median milliseconds of each callable, timed in turn within every
-    repeat, so that the machine's slow spells fall on all of them alike."""
-    for fn in fns.values():
-        fn()  # compile and warm up
+    repeat, so that the machine's slow spells fall on all of them alike.
+
+    Each timed call follows an untimed call of the same callable, as steps
+    follow each other in a training loop: a runtime frees a call's buffers in
+    the background, and freeing stock JAX's ~700 MB of gradient temporaries
+    slowed whatever other program ran next by 2x.
+    """
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            fn()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
