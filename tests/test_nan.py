@@ -8,7 +8,7 @@ gradient to its first element, padding included.
 
 Stock Keras differs: TensorFlow drops NaN (an all-NaN or all -inf window gives
 the lowest finite value), and so do JAX and numpy (through XLA:CPU's
-reduce_window) once the input holds more than a few thousand values; the
+reduce_window) where windows tile an input of 4096 values or more; the
 gradient of a NaN window goes to the last NaN on torch, elsewhere on JAX, and
 to the largest non-NaN element on TensorFlow.
 """
