@@ -25,7 +25,7 @@ $(VENV)/.demo-%-installed: $(PY) constraints.txt setup.cfg
 
 # tensorflow-cpu, not the tensorflow extra: same package, no GPU libraries.
 $(VENV)/.test-installed: $(PY) constraints.txt setup.cfg
-	$(PIP) --editable ".[jax,torch,test,demo,bench]" tensorflow-cpu
+	$(PIP) --editable ".[jax,torch,test,demo,bench,export]" tensorflow-cpu
 	touch $@ $(foreach b,$(BACKENDS),$(VENV)/.demo-$(b)-installed)
 
 demo: $(VENV)/.demo-$(BACKEND)-installed
