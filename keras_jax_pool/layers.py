@@ -64,7 +64,9 @@ class MaxPool2D(keras.layers.Layer):
         self.padding = padding  # as given, like the stock layer's config
         self.data_format = self._args.data_format
         self.input_spec = keras.layers.InputSpec(ndim=4)
-        self.built = True
+        # Stateless, so built now, as stock layers are; but not a subclass
+        # that overrides build(), whose build() must still run on first call.
+        self._build_at_init()
 
     def call(self, inputs):
         return ops.pool(inputs, self._args)
