@@ -24,6 +24,7 @@ import sys
 import time
 
 import keras
+import ml_dtypes
 import numpy as np
 
 from keras_jax_pool import files
@@ -49,6 +50,9 @@ DEFAULT_CASES = (
     Case((8, 56, 56, 256), (2, 2), (2, 2), "valid"),
     Case((32, 28, 28, 3), (4, 4), (2, 2), "valid"),  # the original post's case
 )
+DTYPES = ("float32", "bfloat16", "float16")
+DEFAULT_DTYPES = ("float32", "bfloat16")
+
 QUICK_CASES = (
     Case((4, 16, 16, 8), (2, 2), (2, 2), "valid"),
     Case((2, 15, 13, 4), (3, 3), (2, 2), "same"),
@@ -101,7 +105,9 @@ def _tensorflow_harness(layer, x, c):
 def _torch_harness(layer, x, c):
     import torch
 
-    x, c = torch.from_numpy(x), torch.from_numpy(c)
+    # torch.from_numpy knows no bfloat16: go through float32, which holds every value.
+    dtype = getattr(torch, x.dtype.name)
+    x, c = (torch.from_numpy(a.astype(np.float32)).to(dtype) for a in (x, c))
 
     def grad():
         v = x.detach().requires_grad_(True)
@@ -111,7 +117,7 @@ def _torch_harness(layer, x, c):
     return (
         lambda: layer(x).detach(),
         grad,
-        lambda: (layer(x).detach().numpy(), grad().numpy()),
+        lambda: (keras.ops.convert_to_numpy(layer(x).detach()), keras.ops.convert_to_numpy(grad())),
         None,
     )
 
@@ -170,33 +176,41 @@ def keras_output_shape(case):
     return MaxPool2D(case.pool_size, case.strides, case.padding, "channels_last").compute_output_shape(case.shape)
 
 
+def numpy_dtype(name):
+    """The numpy dtype called `name`, bfloat16 included (from ml_dtypes)."""
+    return np.dtype(getattr(ml_dtypes, name, name))
+
+
 def run_case(case, repeats, dtype, progress):
     backend = keras.backend.backend()
     rng = np.random.default_rng(0)
-    x = np.maximum(rng.standard_normal(case.shape), 0).astype(dtype)  # after ReLU: many ties
-    c = rng.standard_normal(keras_output_shape(case)).astype(dtype)
+    x = np.maximum(rng.standard_normal(case.shape), 0).astype(numpy_dtype(dtype))  # after ReLU: many ties
+    c = rng.standard_normal(keras_output_shape(case)).astype(numpy_dtype(dtype))
     layers = {
-        "ours": MaxPool2D(case.pool_size, case.strides, case.padding, "channels_last"),
-        "stock": keras.layers.MaxPooling2D(case.pool_size, case.strides, case.padding, "channels_last"),
+        "ours": MaxPool2D(case.pool_size, case.strides, case.padding, "channels_last", dtype=dtype),
+        "stock": keras.layers.MaxPooling2D(case.pool_size, case.strides, case.padding, "channels_last", dtype=dtype),
     }
     harnesses = {name: HARNESSES[backend](layer, x, c) for name, layer in layers.items()}
     (y_ours, g_ours), (y_stock, g_stock) = (h[2]() for h in harnesses.values())
     result = {
         "case": case.label,
+        "dtype": dtype,
         "shape": list(case.shape),
         "pool_size": list(case.pool_size),
         "strides": list(case.strides),
         "padding": case.padding,
-        "output_equal": bool(np.array_equal(y_ours, y_stock)),
+        "output_dtype": str(y_ours.dtype),
+        "output_equal": y_ours.dtype == y_stock.dtype and bool(np.array_equal(y_ours, y_stock)),
         "gradient_equal": None if g_ours is None else bool(np.array_equal(g_ours, g_stock)),
     }
-    progress(f"{case.label}: forward, ours and stock in turn")
+    label = f"{case.label} {dtype}"
+    progress(f"{label}: forward, ours and stock in turn")
     timed = interleaved_median_ms({name: h[0] for name, h in harnesses.items()}, repeats)
     for name, (_, forward_backward, _, peak) in harnesses.items():
         result[f"{name}_forward_ms"] = timed[name]
         result[f"{name}_peak_mb"] = None if peak is None else peak / 2**20
     if harnesses["ours"][1] is not None:
-        progress(f"{case.label}: forward+backward, ours, stock and the floor in turn")
+        progress(f"{label}: forward+backward, ours, stock and the floor in turn")
         fns = {name: h[1] for name, h in harnesses.items()}
         # The floor is the forward of `x * 2` in the same harness, compiled alike.
         floor = HARNESSES[backend](lambda v: v * 2, x, x)[0]
@@ -204,7 +218,7 @@ def run_case(case, repeats, dtype, progress):
         for name in fns:
             result[f"{name}_forward_backward_ms"] = timed[name]
         result["floor_ms"] = timed["floor"]
-    traffic = least_traffic_bytes(case, np.dtype(dtype).itemsize)
+    traffic = least_traffic_bytes(case, numpy_dtype(dtype).itemsize)
     result["forward_ratio"] = result["stock_forward_ms"] / result["ours_forward_ms"]
     result["ours_forward_gbps"] = traffic["forward"] / result["ours_forward_ms"] / 1e6
     if "ours_forward_backward_ms" in result:
@@ -220,19 +234,19 @@ def _fmt(value, spec, suffix=""):
 
 def format_table(report):
     lines = [
-        f"backend {report['backend']}, keras {report['keras']}, {report['dtype']}; "
+        f"backend {report['backend']}, keras {report['keras']}, {', '.join(report['dtypes'])}; "
         f"copy bandwidth {report['copy_gbps']:.1f} GB/s (read + write); median of {report['repeats']}, ours and stock in turn",
         "",
-        f"{'case':<44} {'fwd ms':>15} {'fwd':>6} {'fwd+bwd ms':>17} {'speedup':>8} {'floor':>6} {'ceiling':>8}"
+        f"{'case':<44} {'dtype':<9} {'fwd ms':>15} {'fwd':>6} {'fwd+bwd ms':>17} {'speedup':>8} {'floor':>6} {'ceiling':>8}"
         f" {'GB/s':>6} {'of copy':>8} {'peak MB':>15} {'exact':>6}",
-        f"{'':<44} {'ours / stock':>15} {'ratio':>6} {'ours / stock':>17} {'':>8} {'ms':>6} {'':>8}"
+        f"{'':<44} {'':<9} {'ours / stock':>15} {'ratio':>6} {'ours / stock':>17} {'':>8} {'ms':>6} {'':>8}"
         f" {'ours':>6} {'':>8} {'ours / stock':>15}",
     ]
     for r in report["cases"]:
         gbps = r.get("ours_forward_backward_gbps")
         exact = r["output_equal"] and r["gradient_equal"] is not False
         lines.append(
-            f"{r['case']:<44} "
+            f"{r['case']:<44} {r['dtype']:<9} "
             f"{_fmt(r['ours_forward_ms'], '.2f'):>7} / {_fmt(r['stock_forward_ms'], '.2f'):<5} "
             f"{_fmt(r['forward_ratio'], '.2f'):>6} "
             f"{_fmt(r.get('ours_forward_backward_ms'), '.1f'):>8} / {_fmt(r.get('stock_forward_backward_ms'), '.1f'):<6} "
@@ -262,9 +276,9 @@ def plot(report, path):
     cases = report["cases"]
     # The gradient where the backend has one (numpy has none), else the forward.
     metric, ratio = ("forward_backward", "speedup") if all("speedup" in r for r in cases) else ("forward", "forward_ratio")
-    labels = [r["case"].replace(" pool", "\npool") for r in cases]
+    labels = [r["case"].replace(" pool", "\npool") + f"\n{r['dtype']}" for r in cases]
     positions = np.arange(len(cases))
-    fig, ax = plt.subplots(figsize=(max(6, 2.6 * len(cases)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(cases)), 4.5))
     for offset, name, color in ((-0.2, "stock", "#999999"), (0.2, "ours", "#1f77b4")):
         label = "stock keras.layers.MaxPooling2D" if name == "stock" else "keras_jax_pool.MaxPool2D"
         ax.bar(positions + offset, [r[f"{name}_{metric}_ms"] for r in cases], 0.4, label=label, color=color)
@@ -273,33 +287,47 @@ def plot(report, path):
     ax.set_xticks(positions, labels, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(f"{metric.replace('_', ' + ')}, ms (log scale)")
-    ax.set_title(f"Max pooling, {report['backend']} backend, {report['dtype']}: stock time / ours above our bars")
+    ax.set_title(f"Max pooling, {report['backend']} backend: stock time / ours above our bars")
     ax.legend()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     with files.atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
-def run(cases=DEFAULT_CASES, repeats=9, dtype="float32", json_path=None, plot_path=None, stream=sys.stdout):
-    def progress(message):
-        print(f"  ... {message}", file=sys.stderr, flush=True)
+def write_json(report, path):
+    with files.atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
 
+
+def progress(message):
+    """A line on stderr, so that a long run shows what it is doing."""
+    print(f"  ... {message}", file=sys.stderr, flush=True)
+
+
+def run(cases=DEFAULT_CASES, repeats=9, dtypes=DEFAULT_DTYPES, json_path=None, plot_path=None, stream=None):
+    """Each case in each dtype (a row each, the dtypes of a case together)."""
     report = {
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
-        "dtype": dtype,
+        "dtypes": list(dtypes),
         "repeats": repeats,
         "copy_gbps": copy_bandwidth_gbps(),
         "cases": [],
     }
-    for i, case in enumerate(cases, 1):
-        progress(f"[{i}/{len(cases)}] {case.label}")
+    rows = [(case, dtype) for case in cases for dtype in dtypes]
+    for i, (case, dtype) in enumerate(rows, 1):
+        progress(f"[{i}/{len(rows)}] {case.label} {dtype}")
         report["cases"].append(run_case(case, repeats, dtype, progress))
-    print(format_table(report), file=stream)
+    print(format_table(report), file=stream or sys.stdout)
     if json_path:
-        with files.atomic_output(json_path) as tmp:
-            tmp.write_text(json.dumps(report, indent=2))
+        write_json(report, json_path)
     if plot_path:
         plot(report, plot_path)
     return report

@@ -20,18 +20,83 @@ def _ints(text):
     return values
 
 
+def _names(kind, choices):
+    """An argparse type: a comma-separated list of names out of
+    `choices()` = (every name, the names `all` stands for)."""
+
+    def parse(text):
+        names, every = choices()
+        values = tuple(dict.fromkeys(v.strip() for v in text.split(",")))
+        if values == ("all",):
+            return every
+        for value in values:
+            if value not in names:
+                raise argparse.ArgumentTypeError(
+                    f"unknown {kind} {value!r} (received {text!r}); choose from {', '.join(names)}, or all"
+                )
+        return values
+
+    return parse
+
+
+def _dtypes():
+    from keras_jax_pool import bench
+
+    return bench.DTYPES, bench.DTYPES
+
+
+def _models():
+    from keras_jax_pool import bench_models
+
+    return tuple(bench_models.MODELS), bench_models.DEFAULT_MODELS
+
+
+def _policies():
+    from keras_jax_pool import bench_models
+
+    return bench_models.POLICIES, bench_models.POLICIES
+
+
+def _positive(text):
+    values = _ints(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"expected one positive integer, received {text!r}")
+    return values[0]
+
+
 def _bench(args):
+    op_options = {"--quick": args.quick, "--shape": args.shape, "--pool": args.pool, "--stride": args.stride}
+    op_options.update({"--padding": args.padding, "--dtype": args.dtype})
+    if args.models is not None:
+        _bench_models(args, [flag for flag, value in op_options.items() if value])
+        return
+    if args.policy:
+        raise SystemExit("bench: --policy applies to --models only; the op bench takes --dtype")
     from keras_jax_pool import bench
 
     if args.shape:
         if len(args.shape) != 4:
             raise SystemExit(f"--shape takes batch,height,width,channels; received {','.join(map(str, args.shape))}")
-        pool = args.pool * 2 if len(args.pool) == 1 else args.pool
+        pool = args.pool or (2, 2)
+        pool = pool * 2 if len(pool) == 1 else pool
         stride = pool if args.stride is None else args.stride * 2 if len(args.stride) == 1 else args.stride
-        cases = (bench.Case(args.shape, pool, stride, args.padding),)
+        cases = (bench.Case(args.shape, pool, stride, args.padding or "valid"),)
     else:
         cases = bench.QUICK_CASES if args.quick else bench.DEFAULT_CASES
-    bench.run(cases, repeats=args.repeats, dtype=args.dtype, json_path=args.json, plot_path=args.plot)
+    dtypes = args.dtype or bench.DEFAULT_DTYPES
+    bench.run(cases, repeats=args.repeats or 9, dtypes=dtypes, json_path=args.json, plot_path=args.plot)
+
+
+def _bench_models(args, op_flags):
+    if op_flags:
+        raise SystemExit(
+            f"bench --models: {', '.join(op_flags)} applies to the op bench only; "
+            f"--models takes --policy for dtype policies"
+        )
+    from keras_jax_pool import bench_models
+
+    policies = args.policy or bench_models.DEFAULT_POLICIES
+    bench_models.run(args.models, policies, repeats=args.repeats or 5, json_path=args.json, plot_path=args.plot)
 
 
 def _swap(args):
@@ -65,14 +130,37 @@ def build_parser():
         swap.add_argument("--check", action="store_true", help="write only if old and new model give equal outputs on random input")
         swap.set_defaults(run=_swap, direction=direction)
 
-    bench = commands.add_parser("bench", help="time our layer against stock, forward and forward+backward")
+    bench = commands.add_parser(
+        "bench",
+        help="time our layer against stock: the op forward and forward+backward, or whole models (--models)",
+    )
     bench.add_argument("--quick", action="store_true", help="small shapes, for a smoke run")
     bench.add_argument("--shape", type=_ints, help="one case instead of the defaults: batch,height,width,channels")
-    bench.add_argument("--pool", type=_ints, default=(2, 2), help="with --shape: rows,cols (default 2,2)")
+    bench.add_argument("--pool", type=_ints, help="with --shape: rows,cols (default 2,2)")
     bench.add_argument("--stride", type=_ints, help="with --shape: rows,cols (default: the pool size)")
-    bench.add_argument("--padding", choices=["valid", "same"], default="valid", help="with --shape")
-    bench.add_argument("--repeats", type=int, default=9, help="timed runs per measurement (median reported)")
-    bench.add_argument("--dtype", default="float32")
+    bench.add_argument("--padding", choices=["valid", "same"], help="with --shape (default valid)")
+    bench.add_argument(
+        "--dtype",
+        type=_names("dtype", _dtypes),
+        help="comma-separated dtypes of the op bench (float32, bfloat16, float16) or all; default float32,bfloat16",
+    )
+    bench.add_argument(
+        "--models",
+        nargs="?",
+        const="all",
+        type=_names("model", _models),
+        help="time fit and predict steps of whole models, stock against swap_in: comma-separated "
+        "(cifar, vgg16, resnet50, tiny) or all (the first three; the default)",
+    )
+    bench.add_argument(
+        "--policy",
+        type=_names("policy", _policies),
+        help="with --models: comma-separated dtype policies (float32, mixed_bfloat16, mixed_float16) "
+        "or all; default float32,mixed_bfloat16",
+    )
+    bench.add_argument(
+        "--repeats", type=_positive, help="timed runs per measurement, median reported (default 9; 5 with --models)"
+    )
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib)")
     bench.set_defaults(run=_bench)
