@@ -1,8 +1,10 @@
 """`python -m keras_jax_pool bench`: our layer against stock
 `keras.layers.MaxPooling2D`, side by side in one process, on the backend in use.
 
-For each case it checks that outputs and gradients are bit-identical, then
-times the forward pass and forward+backward (the gradient of
+For each case, in each dtype asked for (float32 and bfloat16 by default; the
+layers are made in that dtype, as under a dtype policy, else Keras would cast
+the input to float32), it checks that outputs and gradients are bit-identical,
+then times the forward pass and forward+backward (the gradient of
 `sum(pool(x) * c)`), compiled as each backend compiles training steps (jax.jit,
 tf.function; torch and numpy run eagerly). Throughput is the least memory
 traffic of the computation (forward: read x, write y; backward: read x, y and

@@ -179,6 +179,7 @@ def format_table(report):
         "",
         "fit: model.train_on_batch (the train step fit runs per batch); predict: model.predict_on_batch.",
         "ratio: stock time / our time (above 1: we are faster). equal: the same predictions on the batch, bit for bit.",
+        f"The whole run took {report['seconds']:.0f} s.",
     ]
     if any(r["hlo"] for r in report["models"]):
         lines.append("HLO: fusions (of which YNNPACK) and conditionals in the entry of the compiled forward (jax.jit).")
@@ -207,7 +208,7 @@ def plot(report, path):
     bench.save_figure(fig, path)
 
 
-def run(models=DEFAULT_MODELS, policies=DEFAULT_POLICIES, repeats=5, json_path=None, plot_path=None, stream=None):
+def run(models=DEFAULT_MODELS, policies=DEFAULT_POLICIES, repeats=3, json_path=None, plot_path=None, stream=None):
     """Each model under each dtype policy (a row each); returns the report,
     or None on a backend that cannot train (numpy)."""
     backend = keras.backend.backend()

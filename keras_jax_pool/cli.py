@@ -84,7 +84,7 @@ def _bench(args):
     else:
         cases = bench.QUICK_CASES if args.quick else bench.DEFAULT_CASES
     dtypes = args.dtype or bench.DEFAULT_DTYPES
-    bench.run(cases, repeats=args.repeats or 9, dtypes=dtypes, json_path=args.json, plot_path=args.plot)
+    bench.run(cases, dtypes=dtypes, **_outputs(args))
 
 
 def _bench_models(args, op_flags):
@@ -96,7 +96,13 @@ def _bench_models(args, op_flags):
     from keras_jax_pool import bench_models
 
     policies = args.policy or bench_models.DEFAULT_POLICIES
-    bench_models.run(args.models, policies, repeats=args.repeats or 5, json_path=args.json, plot_path=args.plot)
+    bench_models.run(args.models, policies, **_outputs(args))
+
+
+def _outputs(args):
+    """The options both benches take; repeats only where given, else each bench's own default."""
+    options = {"json_path": args.json, "plot_path": args.plot}
+    return {**options, "repeats": args.repeats} if args.repeats else options
 
 
 def _swap(args):
@@ -159,7 +165,7 @@ def build_parser():
         "or all; default float32,mixed_bfloat16",
     )
     bench.add_argument(
-        "--repeats", type=_positive, help="timed runs per measurement, median reported (default 9; 5 with --models)"
+        "--repeats", type=_positive, help="timed runs per measurement, median reported (default 9; 3 with --models)"
     )
     bench.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib)")
