@@ -1,6 +1,7 @@
 """The public layer: a drop-in for `keras.layers.MaxPooling2D`."""
 
 import keras
+from keras.src.utils import naming
 
 from keras_jax_pool import arguments, ops
 
@@ -57,6 +58,12 @@ class MaxPool2D(keras.layers.Layer):
         name=None,
         **kwargs,
     ):
+        if name is None and type(self) is MaxPool2D:
+            # Named as stock's ("max_pooling2d", "max_pooling2d_1", ...) from
+            # stock's counter: configs, summaries and get_layer() stay stock's,
+            # and names stay unique in a model mixing both. Subclasses, as
+            # under stock, are named after their own class.
+            name = naming.auto_name("MaxPooling2D")
         super().__init__(name=name, **kwargs)
         self._args = arguments.standardize(pool_size, strides, padding, data_format)
         self.pool_size = self._args.pool_size

@@ -1,10 +1,9 @@
-"""Building follows Keras's convention, as the stock layer does: a layer is
-built when made, unless its class overrides `build()`, which then runs on
-the first input. Each test observes ours and stock `MaxPooling2D` alike and
-compares."""
+"""Keras's conventions for layers, as the stock layer follows them: a layer
+is built when made, unless its class overrides `build()`, which then runs on
+the first input; a layer made without a name gets the stock layer's. Each
+test observes ours and stock `MaxPooling2D` alike and compares."""
 
 import keras
-import numpy as np
 import pytest
 
 import keras_jax_pool as kjp
@@ -78,3 +77,19 @@ def test_subclass_build_runs_once_on_first_input(first_input, rng):
         )
     assert observed[kjp.MaxPool2D] == observed[keras.layers.MaxPooling2D]
     assert observed[kjp.MaxPool2D][1], "build() never ran"
+
+
+def _default_names(classes):
+    keras.backend.clear_session()  # restarts the name counters
+    return [cls().name for cls in classes]
+
+
+def test_default_names_are_stock_names_from_stock_counter():
+    ours, stock = kjp.MaxPool2D, keras.layers.MaxPooling2D
+    assert _default_names([stock, ours, ours, stock]) == _default_names([stock] * 4)
+
+
+def test_subclass_default_name_is_its_own_class_name():
+    ours = _subclass_with_build(kjp.MaxPool2D)
+    stock = _subclass_with_build(keras.layers.MaxPooling2D)
+    assert _default_names([ours, ours]) == _default_names([stock, stock])
