@@ -11,6 +11,7 @@ upstream fix is noticed. Where ours does not yet serve what it should, the
 case is a strict xfail naming the backend module that needs the fix.
 """
 
+import importlib
 import importlib.util
 
 import keras
@@ -60,30 +61,27 @@ RUNTIME_MODULES = {"tf_saved_model": "tensorflow", "onnx": "onnxruntime", "liter
 EXPORTER_MODULES = {("tensorflow", "onnx"): "tf2onnx", ("jax", "onnx"): "jax2onnx"}
 
 
-def _error(module, name):
-    return lambda: getattr(importlib.import_module(module), name)
-
-
 # Measured with the pinned stack (Keras 3.15.1): where stock cannot serve a
-# format from a backend, the error it fails with (type, message pattern) and why.
+# format from a backend, the error it fails with (module, class, message
+# pattern) and why.
 STOCK_CANNOT = {
     ("jax", "onnx"): (
-        lambda: AssertionError,  # raised by the runtime's process
+        "builtins", "AssertionError",  # raised when the runtime's process fails
         "Unsupported pooling size",
         "jax2onnx lowers reduce_window max to one MaxPool over all 4 axes, which onnxruntime refuses",
     ),
     ("jax", "litert"): (
-        lambda: ValueError,
+        "builtins", "ValueError",
         "LiteRT export requires TensorFlow or PyTorch backend",
         "Keras exports LiteRT from tensorflow and torch only",
     ),
     ("jax", "openvino"): (
-        _error("openvino.frontend", "OpConversionFailure"),
+        "openvino.frontend", "OpConversionFailure",
         "XlaCallModule",
         "jax2tf serializes the model as an XlaCallModule op, which OpenVINO cannot convert",
     ),
     ("torch", "tf_saved_model"): (
-        _error("torch._dynamo.exc", "UserError"),
+        "torch._dynamo.exc", "UserError",
         "dynamic_shapes",
         "torch.export rejects the dynamic_shapes Keras passes, even for a stock Dense model",
     ),
@@ -112,10 +110,10 @@ OURS_PENDING = {
     "the NaN guard is baked in",
     ("tensorflow", "onnx", "nan"): "backends/tensorflow.py: tf2onnx lowers the last float tf.where "
     "of the NaN fix-up to cond * a + (1 - cond) * b, so one NaN makes every output NaN",
-    ("torch", "onnx", "nan"): "backends/torch.py: the export is a bare MaxPool, and onnxruntime's "
-    "MaxPool drops NaN unless it comes first in its window",
-    ("torch", "openvino", "nan"): "backends/torch.py: the export is a bare MaxPool, and OpenVINO's "
-    "MaxPool drops NaN",
+    ("torch", "onnx", "nan"): "arguments.output_length (see above), then backends/torch.py: the "
+    "export is a bare MaxPool, and onnxruntime's MaxPool drops NaN unless it comes first in its window",
+    ("torch", "openvino", "nan"): "arguments.output_length (see above), then backends/torch.py: the "
+    "export is a bare MaxPool, and OpenVINO's MaxPool drops NaN",
 }
 
 
@@ -156,7 +154,7 @@ def _inputs(rng):
 
 
 def _export(pool, fmt, tmp_path, x):
-    skip_unless_installed(fmt)
+    _skip_unless_installed(fmt)
     model = _model(pool)
     model(x)  # built and called once, as model.export requires
     path = tmp_path / FILE_NAMES[fmt]
@@ -164,7 +162,7 @@ def _export(pool, fmt, tmp_path, x):
     return model, path
 
 
-def skip_unless_installed(fmt):
+def _skip_unless_installed(fmt):
     if (BACKEND, fmt) in NOT_INSTALLABLE:
         pytest.skip(NOT_INSTALLABLE[BACKEND, fmt])
     for module in (RUNTIME_MODULES[fmt], EXPORTER_MODULES.get((BACKEND, fmt))):
@@ -206,22 +204,25 @@ def test_stock_serves_or_fails_as_recorded(fmt, tmp_path, rng):
     if (BACKEND, fmt) not in STOCK_CANNOT:
         _export_and_compare(keras.layers.MaxPooling2D, fmt, tmp_path, _inputs(rng))
         return
-    error, message, _ = STOCK_CANNOT[BACKEND, fmt]
-    with pytest.raises(error(), match=message):
+    module, error, message, _ = STOCK_CANNOT[BACKEND, fmt]
+    with pytest.raises(getattr(importlib.import_module(module), error), match=message):
         _export_and_compare(keras.layers.MaxPooling2D, fmt, tmp_path, _inputs(rng))
+
+
+def _skip_where_stock_cannot(fmt):
+    if (BACKEND, fmt) in STOCK_CANNOT and (BACKEND, fmt) not in OURS_BEYOND_STOCK:
+        pytest.skip(f"stock cannot serve {fmt} from {BACKEND} either: {STOCK_CANNOT[BACKEND, fmt][3]}")
 
 
 @pytest.mark.parametrize("fmt", _pending("finite"))
 def test_ours_serves_wherever_stock_does(fmt, tmp_path, rng):
-    if (BACKEND, fmt) in STOCK_CANNOT and (BACKEND, fmt) not in OURS_BEYOND_STOCK:
-        pytest.skip(f"stock cannot either: {STOCK_CANNOT[BACKEND, fmt][2]}")
+    _skip_where_stock_cannot(fmt)
     _export_and_compare(kjp.MaxPool2D, fmt, tmp_path, _inputs(rng))
 
 
 @pytest.mark.parametrize("fmt", _pending("nan"))
 def test_ours_served_keeps_nan(fmt, tmp_path, rng):
-    if (BACKEND, fmt) in STOCK_CANNOT and (BACKEND, fmt) not in OURS_BEYOND_STOCK:
-        pytest.skip(f"stock cannot serve this format: {STOCK_CANNOT[BACKEND, fmt][2]}")
+    _skip_where_stock_cannot(fmt)
     x = _inputs(rng)
     # NaN first, inside and last in a window; in "same" padding's border rows.
     x[0, 0, 0, 0] = x[0, 4, 3, 1] = x[1, 8, 7, 0] = x[1, 2, 5, 1] = np.nan
