@@ -4,7 +4,7 @@ a process where neither Keras nor this package is importable, gives the Keras
 model's outputs: TensorFlow for tf_saved_model, onnxruntime for onnx, the
 LiteRT interpreter for litert (TensorFlow not importable either: LiteRT's
 built-in ops alone, no Flex delegate, as on a phone), OpenVINO's runtime for
-openvino. Ours also keeps NaN: a window holding NaN gives NaN in the artifact.
+openvino, torch for torch (`torch.export.load`). Ours also keeps NaN: a window holding NaN gives NaN in the artifact.
 
 What stock cannot serve is asserted as a failure, with its error, so that an
 upstream fix is noticed. Where ours does not yet serve what it should, the
@@ -24,8 +24,14 @@ from tests.conftest import BACKEND, run_python, to_numpy
 
 pytestmark = pytest.mark.skipif(BACKEND == "numpy", reason="the numpy backend has no model.export")
 
-FORMATS = ("tf_saved_model", "onnx", "litert", "openvino")
-FILE_NAMES = {"tf_saved_model": "served", "onnx": "model.onnx", "litert": "model.tflite", "openvino": "model.xml"}
+FORMATS = ("tf_saved_model", "onnx", "litert", "openvino", "torch")
+FILE_NAMES = {
+    "tf_saved_model": "served",
+    "onnx": "model.onnx",
+    "litert": "model.tflite",
+    "openvino": "model.xml",
+    "torch": "model.pt2",
+}
 
 # How each runtime loads the artifact at `path` and runs `x`; it must return
 # the model's outputs in order.
@@ -56,8 +62,19 @@ SERVE = {
         "compiled = openvino.Core().compile_model(path, 'CPU', {'INFERENCE_PRECISION_HINT': 'f32'})\n"
         "run = lambda x: [compiled(x)[output] for output in compiled.outputs]\n"
     ),
+    "torch": (
+        "import torch\n"
+        "program = torch.export.load(path).module()\n"
+        "run = lambda x: [y.numpy() for y in program(torch.from_numpy(x))]\n"
+    ),
 }
-RUNTIME_MODULES = {"tf_saved_model": "tensorflow", "onnx": "onnxruntime", "litert": "ai_edge_litert", "openvino": "openvino"}
+RUNTIME_MODULES = {
+    "tf_saved_model": "tensorflow",
+    "onnx": "onnxruntime",
+    "litert": "ai_edge_litert",
+    "openvino": "openvino",
+    "torch": "torch",
+}
 EXPORTER_MODULES = {("tensorflow", "onnx"): "tf2onnx", ("jax", "onnx"): "jax2onnx"}
 
 
@@ -80,6 +97,14 @@ STOCK_CANNOT = {
         "XlaCallModule",
         "jax2tf serializes the model as an XlaCallModule op, which OpenVINO cannot convert",
     ),
+    **{
+        (backend, "torch"): (
+            "builtins", "ValueError",
+            "Torch export requires PyTorch backend",
+            "Keras exports torch.export programs from torch only",
+        )
+        for backend in ("jax", "tensorflow")
+    },
     ("torch", "tf_saved_model"): (
         "torch._dynamo.exc", "UserError",
         "dynamic_shapes",
@@ -105,6 +130,8 @@ OURS_PENDING = {
     ("torch", "onnx", "finite"): "arguments.output_length: -(-n // s) on traced sizes exports as a "
     "truncating Div, so 'same' pads one row too few",
     ("torch", "openvino", "finite"): "arguments.output_length: -(-n // s) on traced sizes, as for onnx",
+    ("torch", "torch", "finite"): "backends/torch.py: the NaN check on input that requires grad (after "
+    "Conv2D) branches on data, `if ... torch.isnan(x.detach().sum())`, which torch.export cannot trace",
     ("jax", "tf_saved_model", "nan"): "backends/jax.py: the artifact runs TensorFlow's XLA, whose "
     "reduce_window drops NaN where jaxlib's does not; the platform_dependent branch without "
     "the NaN guard is baked in",
@@ -148,9 +175,10 @@ def _model(pool):
     return keras.Model(inputs, [same, valid, logits])
 
 
-def _inputs(rng):
-    """Integers (many ties) in a batch of 2 (the batch size stays dynamic)."""
-    return rng.integers(-5, 6, size=(2, 9, 8, 2)).astype("float32")
+def _inputs(rng, fmt):
+    """Integers (many ties), in a batch of 2 where the artifact's batch size
+    stays dynamic: all but torch.export's, which Keras fixes at 1."""
+    return rng.integers(-5, 6, size=(1 if fmt == "torch" else 2, 9, 8, 2)).astype("float32")
 
 
 def _export(pool, fmt, tmp_path, x):
@@ -202,11 +230,11 @@ def _export_and_compare(pool, fmt, tmp_path, x):
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_stock_serves_or_fails_as_recorded(fmt, tmp_path, rng):
     if (BACKEND, fmt) not in STOCK_CANNOT:
-        _export_and_compare(keras.layers.MaxPooling2D, fmt, tmp_path, _inputs(rng))
+        _export_and_compare(keras.layers.MaxPooling2D, fmt, tmp_path, _inputs(rng, fmt))
         return
     module, error, message, _ = STOCK_CANNOT[BACKEND, fmt]
     with pytest.raises(getattr(importlib.import_module(module), error), match=message):
-        _export_and_compare(keras.layers.MaxPooling2D, fmt, tmp_path, _inputs(rng))
+        _export_and_compare(keras.layers.MaxPooling2D, fmt, tmp_path, _inputs(rng, fmt))
 
 
 def _skip_where_stock_cannot(fmt):
@@ -217,15 +245,15 @@ def _skip_where_stock_cannot(fmt):
 @pytest.mark.parametrize("fmt", _pending("finite"))
 def test_ours_serves_wherever_stock_does(fmt, tmp_path, rng):
     _skip_where_stock_cannot(fmt)
-    _export_and_compare(kjp.MaxPool2D, fmt, tmp_path, _inputs(rng))
+    _export_and_compare(kjp.MaxPool2D, fmt, tmp_path, _inputs(rng, fmt))
 
 
 @pytest.mark.parametrize("fmt", _pending("nan"))
 def test_ours_served_keeps_nan(fmt, tmp_path, rng):
     _skip_where_stock_cannot(fmt)
-    x = _inputs(rng)
+    x = _inputs(rng, fmt)
     # NaN first, inside and last in a window; in "same" padding's border rows.
-    x[0, 0, 0, 0] = x[0, 4, 3, 1] = x[1, 8, 7, 0] = x[1, 2, 5, 1] = np.nan
+    x[0, 0, 0, 0] = x[0, 4, 3, 1] = x[0, 8, 7, 0] = x[0, 2, 5, 1] = np.nan
     model, path = _export(kjp.MaxPool2D, fmt, tmp_path, x)
     served = _serve(fmt, path, x, tmp_path)
     for (name, pool), served_pooled, pooled in zip(POOLS.items(), served, model(x)):
