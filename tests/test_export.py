@@ -133,8 +133,8 @@ OURS_PENDING = {
     ("torch", "torch", "finite"): "backends/torch.py: the NaN check on input that requires grad (after "
     "Conv2D) branches on data, `if ... torch.isnan(x.detach().sum())`, which torch.export cannot trace",
     ("jax", "tf_saved_model", "nan"): "backends/jax.py: the artifact runs TensorFlow's XLA, whose "
-    "reduce_window drops NaN where jaxlib's does not; the platform_dependent branch without "
-    "the NaN guard is baked in",
+    "max drops NaN (lax.max(1, nan) is 1 there, and reduce_window max alike), and the "
+    "platform_dependent branch without the NaN guard is baked in",
     ("tensorflow", "onnx", "nan"): "backends/tensorflow.py: tf2onnx lowers the last float tf.where "
     "of the NaN fix-up to cond * a + (1 - cond) * b, so one NaN makes every output NaN",
     ("torch", "onnx", "nan"): "arguments.output_length (see above), then backends/torch.py: the "
