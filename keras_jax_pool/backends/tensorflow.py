@@ -52,7 +52,7 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
     if x.dtype.is_floating:
         eager = tf.executing_eagerly()
         total = _sum(x, eager)
-        not_finite = lambda: _max_pool_not_finite(x, pool_size, strides, padding, layout)
+        not_finite = lambda: _max_pool_not_finite(x, y, pool_size, strides, padding, layout)
         if eager:
             y = y if np.isfinite(total.numpy()).all() else not_finite()
         else:
@@ -85,29 +85,56 @@ def _constant(value):
     return tf.constant(value)
 
 
-def _max_pool_not_finite(x, pool_size, strides, padding, layout):
-    """Max pooling for input holding NaN or infinities, where TF's kernel
-    drops NaN and gives the lowest finite value for a window of -inf.
+def _max_pool_not_finite(x, y, pool_size, strides, padding, layout):
+    """Max pooling for input holding NaN or infinities, where TF's kernels
+    (and LiteRT's) drop NaN and give the lowest finite value for a window of
+    -inf; `y` is their pooling of `x`.
 
-    A window holding a NaN gives its first NaN in row-major window order, and
-    a window of -inf its first element; both are gathered from `x`, so that
-    the gradient flows to that element alone. Other windows keep
-    `tf.nn.max_pool2d`'s value and gradient (the first maximum). "same"
-    padding is explicit -inf, so that a window of -inf whose first element is
-    padding sends its gradient there, as the reference does.
+    The value comes from a second pooling of a code that tells each window's
+    kind, from ops that LiteRT has as builtins, so that an exported model
+    needs no Flex ops. The gradient is that of `_max_pool_taking_first`.
+    """
+
+    @tf.custom_gradient
+    def pool(x):
+        # LiteRT's converter turns a constant -inf into the lowest finite
+        # value: compare with that, and make -inf as y * 2 (y is -inf or the
+        # lowest finite value in a window of -inf). tf2onnx turns a float
+        # tf.where into cond * a + (1 - cond) * b, which NaN or inf in either
+        # branch poisons, unless a branch is a constant NaN or the condition
+        # a NaN test (v != v): so each tf.where here has one of those.
+        nan = tf.constant(float("nan"), x.dtype)
+        one = tf.ones_like(x)
+        kind = tf.where(x != x, 2 * one, tf.where(x >= x.dtype.min, one, tf.zeros_like(x)))
+        kind = _max_pool(kind, pool_size, strides, padding, layout)  # 2: NaN, 0: all -inf
+        value = tf.where(kind == 1, y, nan)
+        all_minus_inf = tf.where(kind == 0, nan, kind)
+        value = tf.where(all_minus_inf != all_minus_inf, y * 2, value)
+
+        def grad(dy):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                taken = _max_pool_taking_first(x, pool_size, strides, padding, layout)
+            return tape.gradient(taken, x, output_gradients=dy)
+
+        return value, grad
+
+    return pool(x)
+
+
+def _max_pool_taking_first(x, pool_size, strides, padding, layout):
+    """Max pooling that gathers from `x` a NaN window's first NaN in row-major
+    window order and a window of -inf's first element, so that its gradient
+    flows to that element alone; other windows keep `tf.nn.max_pool2d`'s value
+    and gradient (the first maximum). "same" padding is explicit -inf, so
+    that a window of -inf whose first element is padding sends its gradient
+    there, as the reference does.
     """
     spatial = (1, 2) if layout == "NHWC" else (2, 3)
     if padding == "same":
         x = tf.pad(x, _same_paddings(x, pool_size, strides, spatial), constant_values=tf.constant(-float("inf"), x.dtype))
     y = _max_pool(x, pool_size, strides, "valid", layout)
 
-    # Pool a code whose window maximum tells which kind of window it is and,
-    # for the two kinds fixed here, which element to take. Row-major order in
-    # a window is the order of the flat spatial index, so `area - position`
-    # is largest at a window's first element:
-    #   -inf: area - position                    in [1, area]
-    #   finite or +inf: area + 1
-    #   NaN: 2 * area + 1 - position             in [area + 2, 2 * area + 1]
     shape = tf.shape(x, out_type=tf.int64)
     area = shape[spatial[0]] * shape[spatial[1]]
     position = tf.reshape(tf.range(area), [shape[spatial[0]], shape[spatial[1]]])
