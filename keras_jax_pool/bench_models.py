@@ -17,6 +17,7 @@ medians are reported.
 
 import dataclasses
 import functools
+import importlib
 import re
 import sys
 import time
@@ -174,7 +175,7 @@ def _hlo_cell(hlo):
 
 def format_table(report):
     lines = [
-        f"whole models, backend {report['backend']}, keras {report['keras']}; median of {report['repeats']}, ours and stock in turn",
+        f"whole models, backend {report['backend']} {report['backend_version']}, keras {report['keras']}; median of {report['repeats']}, ours and stock in turn",
         "",
         f"{'model':<9} {'policy':<15} {'batch':>5} {'fit ms':>19} {'fit':>6} {'predict ms':>19} {'predict':>7}"
         f" {'equal':>7} {'max diff':>9} {'HLO fusions(ynn) conds':>23}",
@@ -194,10 +195,10 @@ def format_table(report):
         "fit: model.train_on_batch (the train step fit runs per batch); predict: model.predict_on_batch.",
         "ratio: stock time / our time (above 1: we are faster).",
         "equal: the same predictions on the batch, bit for bit, before and after the fit steps; max diff: the largest difference.",
-        f"The whole run took {report['seconds']:.0f} s.",
     ]
     if any(r["hlo"] for r in report["models"]):
         lines.append("HLO: fusions (of which YNNPACK) and conditionals in the entry of the compiled forward (jax.jit).")
+    lines.append(f"The whole run took {report['seconds']:.0f} s.")
     return "\n".join(lines)
 
 
@@ -230,7 +231,8 @@ def run(models=DEFAULT_MODELS, policies=DEFAULT_POLICIES, repeats=3, json_path=N
     if backend == "numpy":
         print("bench --models: the numpy backend has no training step; run it under jax, tensorflow or torch.", file=sys.stderr)
         return None
-    report = {"backend": backend, "keras": keras.__version__, "repeats": repeats, "models": []}
+    version = importlib.import_module(backend).__version__
+    report = {"backend": backend, "backend_version": version, "keras": keras.__version__, "repeats": repeats, "models": []}
     rows = [(name, policy) for name in models for policy in policies]
     start = time.perf_counter()
     for i, (name, policy) in enumerate(rows, 1):

@@ -144,7 +144,7 @@ def test_models_bench_says_why_it_skips_numpy(models_run):
 @only_on("jax", "tensorflow", "torch")
 def test_models_bench_reports_each_model_and_policy(models_run):
     report, _, _, _ = models_run
-    assert (report["backend"], report["repeats"]) == (BACKEND, 1)
+    assert (report["backend"], report["repeats"], report["keras"]) == (BACKEND, 1, keras.__version__)
     assert [(r["model"], r["policy"]) for r in report["models"]] == [("tiny", p) for p in POLICIES]
     for r in report["models"]:
         for step in ("fit", "predict"):
