@@ -5,9 +5,10 @@ drop NaN: a window holding a NaN gives the maximum of its other elements, an
 all-NaN window the lowest finite value (-3.4e38 in float32), and so does a
 window of -inf. Its gradient kernel also never sends a window's cotangent to
 a "same" pad position, which the numpy reference (and JAX and torch) do for a
-window of -inf whose first element is padding. So input that is not all finite takes a second path that
-fixes those windows, for the value and the gradient. Finite input pays for
-one extra read of the input: a sum, which is finite only if the input is.
+window of -inf whose first element is padding. So input that is not all
+finite takes a second path that fixes those windows, for the value and the
+gradient. Finite input pays for one extra read of the input: a sum, which is
+finite only if the input is.
 """
 
 import functools
