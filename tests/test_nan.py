@@ -120,37 +120,6 @@ def test_large_inputs_with_nan_give_nan_in_any_geometry(pool_size, strides, padd
     np.testing.assert_array_equal(y, expected)
 
 
-@only_on("jax")
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
-@pytest.mark.parametrize("pool_size, strides, padding", LARGE_GEOMETRIES + [((2, 2), (2, 2), "valid")])
-def test_xla_cpu_kernel_choice_as_recorded(pool_size, strides, padding, dtype, rng):
-    """Our JAX forward skips its NaN guard where XLA:CPU's reduce_window keeps
-    NaN (backends/jax.py, `_xla_cpu_keeps_nan`). Check that claim against the
-    plain `lax.reduce_window` of the pinned jaxlib: where we skip the guard it
-    must keep NaN and stay out of the YNNPACK kernel. If this fails, XLA
-    changed its kernel choice: update `_KERNEL_CHOICE_CHECKED`."""
-    import jax
-    from jax import lax
-
-    from keras_jax_pool.backends import jax as jax_backend
-
-    x = rng.integers(-5, 6, size=(16, 15, 17, 8)).astype("float32")
-    x[rng.random(x.shape) < 0.02] = NAN
-    x = jax.numpy.asarray(x, dtype)
-    geo = jax_backend._Geometry.of(x.shape, pool_size, strides, padding, "channels_last")
-    window, pads = (1, *pool_size, 1), "SAME" if padding == "same" else "VALID"
-    plain = jax.jit(lambda v: lax.reduce_window(v, -np.inf, lax.max, window, (1, *strides, 1), pads))
-    program = plain.lower(x).compile().as_text()
-    kept = np.array_equal(np.isnan(np.asarray(plain(x), "float32")), np.isnan(expected_output(np.asarray(x, "float32"), pool_size, strides, padding)))
-    if jax_backend._xla_cpu_keeps_nan(geo):
-        assert "ynn" not in program.lower()
-        assert kept
-    else:
-        assert "ynn" in program.lower()  # the library kernel
-        if dtype == "float32":
-            assert not kept  # drops NaN: this is why the guard stays
-
-
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
 def test_nan_propagates_in_every_float_dtype(dtype):
     x = _nan_in_every_position(4, "channels_last").astype(dtype)

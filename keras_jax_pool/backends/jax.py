@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from keras_jax_pool import config
 from keras_jax_pool.arguments import output_length, same_padding, spatial_axes
 from keras_jax_pool.backends.numpy import lowest_value
 
@@ -110,64 +111,108 @@ class _Geometry:
 
 
 def _reduce_window_max(x, geo):
+    """Stock's forward: one `reduce_window`."""
     window, strides, pads = [1] * x.ndim, [1] * x.ndim, [(0, 0)] * x.ndim
     for axis, g in geo.per_axis:
         window[axis], strides[axis] = g.window, g.stride
         if geo.padding == "same":
             pads[axis] = (g.low, same_padding(g.length, g.window, g.stride)[1])
     init = np.array(lowest_value(x.dtype), x.dtype)
-    y = lax.reduce_window(x, init, lax.max, window, strides, pads)
-    if not jnp.issubdtype(x.dtype, jnp.inexact) or x.size == 0:
-        return y
+    return lax.reduce_window(x, init, lax.max, window, strides, pads)
+
+
+def _max_of_window_elements(x, geo):
+    """The elementwise `max` of the window's elements, each a strided slice of
+    x: one fused loop. HLO's elementwise `max` propagates NaN."""
+    y = None
+    for offset in geo.offsets:
+        element = _window_element_of_input(x, geo, offset)
+        y = element if y is None else lax.max(y, element)
+    return y
+
+
+def _guarded_reduce_window_max(x, geo):
+    """`reduce_window`, checked: correct whatever the compiler does with NaN.
+
+    Finite input (the usual case) pays one extra read of x, a sum that is
+    finite only if x is; the rest takes a second pass that marks the windows
+    holding NaN. Summing all but the last axis first is ~1.5x faster on
+    XLA:CPU than one reduction to a scalar.
+    """
+    y = _reduce_window_max(x, geo)
 
     def mark_nan_windows(y):
-        has_nan = lax.reduce_window(jnp.isnan(x), False, lax.bitwise_or, window, strides, pads)
-        return jnp.where(has_nan, jnp.array(np.nan, y.dtype), y)
+        # An integer max: exact on every kernel, and what exporters support.
+        has_nan = _reduce_window_max(jnp.isnan(x).astype(jnp.uint8), geo)
+        return jnp.where(has_nan > 0, jnp.array(np.nan, y.dtype), y)
 
-    def guard(y):
-        # Finite input (the usual case) pays one extra read of x, a sum that
-        # is finite only if x is; the rest takes a second pass that marks the
-        # windows holding NaN. Every NaN check must read all of x: on large
-        # inputs this doubles the forward's time (see the README). Summing
-        # all but the last axis first is ~1.5x faster on XLA:CPU than one
-        # reduction to a scalar.
-        partial_sums = jnp.sum(x, axis=tuple(range(x.ndim - 1)), dtype=jnp.float32)
-        finite = jnp.all(jnp.isfinite(partial_sums))
-        return lax.cond(finite, lambda y: y, mark_nan_windows, y)
-
-    if _xla_cpu_keeps_nan(geo):
-        return lax.platform_dependent(y, cpu=lambda y: y, default=guard)
-    return guard(y)
+    partial_sums = jnp.sum(x, axis=tuple(range(x.ndim - 1)), dtype=jnp.float32)
+    finite = jnp.all(jnp.isfinite(partial_sums))
+    return lax.cond(finite, lambda y: y, mark_nan_windows, y)
 
 
-# The jaxlib minor versions whose XLA:CPU kernel choice `_xla_cpu_keeps_nan`
-# describes; tests/test_nan.py checks it on the pinned one. Elsewhere every
-# window is guarded.
+def _forward(x, geo):
+    """The forward pass: the max of every window, NaN if it holds one.
+
+    Stock's `reduce_window` wherever it keeps NaN and is the fastest, else a
+    formulation that keeps NaN by construction, chosen per geometry and dtype
+    on XLA:CPU (`_cpu_forward`); on other platforms, and on jaxlib versions
+    whose XLA:CPU was not checked, `reduce_window` with a NaN check.
+    `config.set_keep_nan(False)` makes it stock's program everywhere.
+    """
+    if not jnp.issubdtype(x.dtype, jnp.inexact) or x.size == 0 or not config.keep_nan():
+        return _reduce_window_max(x, geo)
+    if tuple(jax.__version_info__[:2]) not in _KERNEL_CHOICE_CHECKED:
+        return _guarded_reduce_window_max(x, geo)
+    return lax.platform_dependent(
+        x, cpu=functools.partial(_cpu_forward(geo, x.dtype), geo=geo), default=functools.partial(_guarded_reduce_window_max, geo=geo)
+    )
+
+
+# The jaxlib minor versions whose XLA:CPU kernel choice `_cpu_forward`
+# describes; tests/test_forward.py checks it on the pinned one. Elsewhere
+# every window is checked.
 _KERNEL_CHOICE_CHECKED = ((0, 10),)
 
 
-def _xla_cpu_keeps_nan(geo):
-    """Whether XLA:CPU's reduce_window keeps NaN for this pooling, so that the
-    forward needs no guard.
+def _tiles_input(geo):
+    """Whether the windows tile the input: stride equal to the window on every
+    pooled axis (the geometry XLA:CPU hands to its YNNPACK kernel)."""
+    return all(g.window == g.stride for _, g in geo.per_axis) and any(g.window > 1 for _, g in geo.per_axis)
 
-    HLO's `max` propagates NaN, and XLA's own loops honour that. But from
-    about 4096 values on, XLA:CPU hands a floating-point reduce_window whose
-    windows tile the input (stride equal to the window on every pooled axis)
-    to its YNNPACK kernel, whose max drops NaN (so does `jnp.max` over as many
-    values). Overlapping windows (3x3 stride 2, the post's 4x4 stride 2) stay
-    in XLA's loops: no guard there, and the forward is stock's own program.
-    Only on jaxlib versions where this was checked; elsewhere, guard.
+
+def _cpu_forward(geo, dtype):
+    """The fastest NaN-keeping forward on XLA:CPU (jaxlib 0.10) for this
+    geometry and dtype: `_reduce_window_max` or `_max_of_window_elements`.
+
+    From 4096 values on, XLA:CPU runs a float `reduce_window` whose windows
+    tile the input in its YNNPACK kernel, whose max drops NaN in float32 and
+    keeps it in bfloat16 and float16 (tests/test_forward.py checks both); it
+    runs every other geometry in its own loops, which keep NaN as HLO's `max`
+    must. So reduce_window is kept where it keeps NaN, unless the window's
+    elements are clearly faster (measured, README "Performance"):
+    * float32 windows that tile the input: reduce_window drops NaN; the
+      elements' max is as fast or faster (one fused loop over x).
+    * gapped windows (stride above the window): XLA's loops are slow there.
+    * overlapping bfloat16 windows with a long unpooled innermost axis
+      (channels_last, 16 channels or more): XLA's bfloat16 loops are 2 to 6x
+      slower than the elements' max.
     """
-    if tuple(jax.__version_info__[:2]) not in _KERNEL_CHOICE_CHECKED:
-        return False
-    return any(g.window > 1 and g.window != g.stride for _, g in geo.per_axis)
+    channels_last_run = geo.shape[-1] if all(axis != len(geo.shape) - 1 for axis, _ in geo.per_axis) else 1
+    if _tiles_input(geo):
+        use_elements = dtype not in (jnp.bfloat16, jnp.float16)
+    elif all(g.stride >= g.window for _, g in geo.per_axis):
+        use_elements = True
+    else:
+        use_elements = dtype == jnp.bfloat16 and channels_last_run >= 16
+    return _max_of_window_elements if use_elements else _reduce_window_max
 
 
-def _window_element_of_input(x, geo, offset):
+def _window_element_of_input(x, geo, offset, fill=-np.inf):
     """x at window offset (i, j) of every output window, shaped like the output.
 
-    A strided slice of x, padded with -inf only where the window reaches into
-    "same" padding. Slicing x itself rather than a padded copy of it keeps
+    A strided slice of x, padded with `fill` (-inf) only where the window
+    reaches into "same" padding. Slicing x itself rather than a padded copy of it keeps
     everything in one fused loop: XLA:CPU does not fuse a pad that has several
     users, and would write and read a padded copy of x.
     """
@@ -178,14 +223,14 @@ def _window_element_of_input(x, geo, offset):
         first = max(0, -((i - g.low) // g.stride))
         last = min(g.outputs - 1, (g.length - 1 - i + g.low) // g.stride)
         if last < first:  # only padding at this offset
-            return jnp.full(geo.out_shape, -jnp.inf, x.dtype)
+            return jnp.full(geo.out_shape, fill, x.dtype)
         starts[axis] = first * g.stride + i - g.low
         limits[axis] = starts[axis] + (last - first) * g.stride + 1
         steps[axis] = g.stride
         pads[axis] = (first, g.outputs - 1 - last, 0)
     element = lax.slice(x, starts, limits, steps)
     if any(p != (0, 0, 0) for p in pads):
-        element = lax.pad(element, jnp.array(-jnp.inf, x.dtype), pads)
+        element = lax.pad(element, jnp.array(fill, x.dtype), pads)
     return element
 
 
@@ -194,9 +239,12 @@ def _first_max_index(x, geo):
     counting as the largest value).
 
     A scan over the window: a candidate takes the pick when it is larger than
-    the pick so far, or is NaN where the pick is not. It runs on negated
-    values so that each padded element has a single user (the negation),
-    which lets XLA:CPU fuse the pads; negation flips the comparison.
+    the pick so far. Each window element is mapped to a value with a single
+    user (which lets XLA:CPU fuse the pads of "same" padding) that orders as
+    the elements do: float32 and float64 are negated (the comparison flips,
+    and a NaN candidate wins over a pick that is not NaN); bfloat16 and
+    float16 become int16 keys, compared as integers, which XLA:CPU does
+    without converting every element to float32 and back.
     """
     offsets = geo.offsets
     if len(offsets) == 1:
@@ -204,16 +252,37 @@ def _first_max_index(x, geo):
         # leading "+0" term of _select_tangent (see there).
         e = _window_element_of_input(x, geo, offsets[0])
         return jnp.where((e >= e) | (e != e), 0, 1).astype(geo.index_dtype)
+    if x.dtype in _HALF_INFINITY_BITS:
+        # Sliced as int16 too: XLA:CPU would slice a 16-bit float input as
+        # a float32 copy of all of it.
+        infinity = _HALF_INFINITY_BITS[x.dtype]
+        x, fill = lax.bitcast_convert_type(x, jnp.int16), infinity - 0x8000  # -inf's bits
+        key, larger = functools.partial(_ordered_key, infinity=infinity), lax.gt
+    else:
+        fill, key, larger = -np.inf, lax.neg, lambda a, b: (a < b) | (jnp.isnan(a) & ~jnp.isnan(b))
     best = index = None
     for k, offset in enumerate(offsets):
-        e = -_window_element_of_input(x, geo, offset)
+        e = key(_window_element_of_input(x, geo, offset, fill))
         if best is None:
             best, index = e, jnp.zeros(geo.out_shape, geo.index_dtype)
             continue
-        take = (e < best) | (jnp.isnan(e) & ~jnp.isnan(best))
+        take = larger(e, best)
         best = jnp.where(take, e, best)
         index = jnp.where(take, jnp.array(k, geo.index_dtype), index)
     return index
+
+
+# The bits of +inf in the 16-bit float types; any magnitude above is NaN.
+_HALF_INFINITY_BITS = {jnp.dtype(jnp.bfloat16): 0x7F80, jnp.dtype(jnp.float16): 0x7C00}
+
+
+def _ordered_key(bits, infinity):
+    """int16 keys of 16-bit floats given as their int16 bits, ordered as the
+    floats are, with -0 equal to +0 and every NaN equal to the others and
+    above +inf."""
+    magnitude = bits & jnp.int16(0x7FFF)
+    key = jnp.where(bits < 0, -magnitude, magnitude)
+    return jnp.where(magnitude > infinity, jnp.int16(0x7FFF), key)
 
 
 def _stored_first_max_index(x, geo):
@@ -276,19 +345,31 @@ def _select_tangent(t, index, geo):
     an element receiving only -0.0 ends at +0.0; one more term, never selected
     (index is never K, which XLA cannot know) and last here so the transpose
     adds it first, supplies that +0.
+
+    bfloat16 and float16 are computed in float32: XLA:CPU would otherwise
+    round after every select, pad and add of the transpose (3x slower than
+    the float32 rule). Selects and pads are exact in float32; where windows
+    overlap, stock rounds after each add, so each term reads its own rounded
+    copy of the view, which the transpose turns into a rounding of the sum so
+    far before the next add: the same roundings, in the same order, as stock.
     """
     view, positions = _phase_view(t, geo)
-    zero = jnp.zeros((), t.dtype)
+    narrow = t.dtype in (jnp.bfloat16, jnp.float16)
+    if narrow:
+        view = view.astype(jnp.float32)
+    zero = jnp.zeros((), view.dtype)
     dy = None
     for k, offset in enumerate(geo.offsets + [(0, 0)]):
         term = jnp.where(index == k, _window_element_of_phases(view, positions, geo, offset), zero)
         dy = term if dy is None else dy + term
-    return dy
+        if narrow and geo.overlapping:
+            view = view.astype(t.dtype).astype(jnp.float32)
+    return dy.astype(t.dtype)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_pool_differentiable(x, geo):
-    return _reduce_window_max(x, geo)
+    return _forward(x, geo)
 
 
 @_max_pool_differentiable.defjvp
@@ -303,5 +384,5 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
     x = jnp.asarray(inputs)
     geo = _Geometry.of(x.shape, pool_size, strides, padding, data_format)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
-        return _reduce_window_max(x, geo)  # integers have no derivative
+        return _forward(x, geo)  # integers have no derivative
     return _max_pool_differentiable(x, geo)

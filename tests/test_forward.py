@@ -1,0 +1,193 @@
+"""The forward pass and the `keras_jax_pool.config.keep_nan` switch.
+
+Under JAX the forward is chosen per geometry and dtype (backends/jax.py,
+`_cpu_forward`): stock's `reduce_window` where XLA:CPU keeps NaN, the max of
+the window's elements elsewhere, and a checked `reduce_window` on platforms
+and jaxlib versions that were not checked. These tests hold each choice to
+the numpy reference, check on the pinned jaxlib what the choice relies on
+(which programs keep NaN), and check that `set_keep_nan(False)` gives stock's
+program and outputs, on every backend.
+"""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+import keras_jax_pool as kjp
+from keras_jax_pool import config
+from tests.conftest import BACKEND, CHEAP_FORMS, compile_as, only_on, tensor, to_numpy
+from tests.test_properties import expected_output
+
+NAN = np.nan
+HALF_AND_SINGLE = ["float16", "bfloat16", "float32"]
+
+# Windows that tile, overlap, or leave gaps, over inputs large enough (over
+# 4096 values) for XLA:CPU to pick its library kernel if it would.
+GEOMETRIES = [
+    ((2, 2), (2, 2), "valid"),
+    ((2, 2), (2, 2), "same"),
+    ((3, 3), (3, 3), "valid"),
+    ((3, 3), (2, 2), "same"),
+    ((3, 3), (1, 1), "same"),
+    ((4, 4), (2, 2), "valid"),
+    ((3, 2), (1, 2), "same"),
+    ((2, 2), (3, 3), "valid"),
+    ((1, 3), (1, 3), "valid"),
+]
+
+
+def _input_with_nan(rng, dtype, data_format="channels_last", shape=(16, 15, 17, 24)):
+    x = rng.integers(-5, 6, size=shape).astype("float32")
+    x[rng.random(x.shape) < 0.02] = NAN
+    x[3] = NAN  # whole windows of NaN
+    x = x.astype(dtype)
+    return np.moveaxis(x, -1, 1).copy() if data_format == "channels_first" else x
+
+
+def _expected(x, pool_size, strides, padding, data_format="channels_last"):
+    return expected_output(x, pool_size, strides, padding, data_format).astype("float32")
+
+
+@pytest.fixture
+def nan_dropped_by_stock():
+    """Sets keep_nan to False for one test."""
+    with config.keeping_nan(False):
+        yield
+
+
+@only_on("jax")
+class TestJaxFormulations:
+    """Each JAX forward formulation, and the choice between them."""
+
+    def _geometry(self, x, pool_size, strides, padding, data_format="channels_last"):
+        from keras_jax_pool.backends import jax as jax_backend
+
+        return jax_backend._Geometry.of(x.shape, pool_size, strides, padding, data_format)
+
+    @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+    @pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
+    @pytest.mark.parametrize("pool_size, strides, padding", GEOMETRIES)
+    def test_nan_keeping_formulations_equal_the_reference(self, pool_size, strides, padding, dtype, data_format, rng):
+        import jax
+
+        from keras_jax_pool.backends import jax as jax_backend
+
+        x = _input_with_nan(rng, dtype, data_format)
+        geo = self._geometry(x, pool_size, strides, padding, data_format)
+        expected = _expected(x, pool_size, strides, padding, data_format)
+        for formulation in (jax_backend._max_of_window_elements, jax_backend._guarded_reduce_window_max):
+            y = jax.jit(lambda v, f=formulation: f(v, geo))(x)
+            np.testing.assert_array_equal(np.asarray(y, "float32"), expected, err_msg=formulation.__name__)
+
+    @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+    @pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
+    @pytest.mark.parametrize("pool_size, strides, padding", GEOMETRIES)
+    def test_cpu_choice_keeps_nan_as_recorded(self, pool_size, strides, padding, dtype, data_format, rng):
+        """Where `_cpu_forward` keeps stock's reduce_window, the pinned
+        jaxlib's reduce_window must keep NaN; where windows tile a float32
+        input it must drop NaN (the reason for not using it there). If this
+        fails, XLA changed its kernel choice: update `_cpu_forward` and
+        `_KERNEL_CHOICE_CHECKED`."""
+        import jax
+
+        from keras_jax_pool.backends import jax as jax_backend
+
+        x = _input_with_nan(rng, dtype, data_format)
+        geo = self._geometry(x, pool_size, strides, padding, data_format)
+        plain = np.asarray(jax.jit(lambda v: jax_backend._reduce_window_max(v, geo))(x), "float32")
+        kept = np.array_equal(plain, _expected(x, pool_size, strides, padding, data_format), equal_nan=True)
+        if jax_backend._cpu_forward(geo, x.dtype) is jax_backend._reduce_window_max:
+            assert kept
+        if jax_backend._tiles_input(geo) and dtype == "float32":
+            assert not kept
+
+    @pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
+    @pytest.mark.parametrize("pool_size, strides, padding", GEOMETRIES)
+    def test_chosen_program_is_stock_program_where_it_keeps_nan(self, pool_size, strides, padding, dtype, rng):
+        """Where the choice is reduce_window, the compiled forward is stock's
+        program exactly: no NaN check is paid for."""
+        import jax
+
+        from keras_jax_pool.backends import jax as jax_backend
+
+        x = _input_with_nan(rng, dtype)
+        geo = self._geometry(x, pool_size, strides, padding)
+        ours = _optimized_hlo(jax.jit(lambda v: kjp.max_pool2d(v, pool_size, strides, padding)), x)
+        stock = _optimized_hlo(jax.jit(lambda v: keras.ops.max_pool(v, pool_size, strides, padding)), x)
+        assert (ours == stock) == (jax_backend._cpu_forward(geo, x.dtype) is jax_backend._reduce_window_max)
+
+    def test_unchecked_jaxlib_versions_check_every_window(self, monkeypatch, rng):
+        import jax
+
+        from keras_jax_pool.backends import jax as jax_backend
+
+        monkeypatch.setattr(jax_backend, "_KERNEL_CHOICE_CHECKED", ())
+        x = _input_with_nan(rng, "float32")
+        program = _optimized_hlo(jax.jit(lambda v: kjp.max_pool2d(v, 3, 2, "same")), x)
+        assert "conditional(" in program  # the guard, whatever the geometry
+        np.testing.assert_array_equal(to_numpy(jax.jit(lambda v: kjp.max_pool2d(v, 2))(x)), _expected(x, (2, 2), (2, 2), "valid"))
+
+    @pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
+    def test_nan_reaches_the_output_inside_a_compiled_model(self, dtype, rng):
+        """Inside `predict`, where XLA:CPU fuses convolutions and pooling
+        together, a window of the convolution's output holding NaN still
+        gives NaN."""
+        inputs = keras.Input((32, 32, 3), dtype=dtype)
+        conv = keras.layers.Conv2D(32, 3, padding="same", activation="relu", dtype=dtype)(inputs)
+        pooled = kjp.MaxPool2D(2, dtype=dtype)(conv)
+        model = keras.Model(inputs, [conv, pooled])
+        x = rng.normal(size=(8, 32, 32, 3)).astype(dtype)
+        x[0, 5, 5, 0] = x[1, 20, 9, 2] = NAN
+        conv_out, pooled_out = model.predict(x, verbose=0)
+        assert np.isnan(pooled_out).any()
+        np.testing.assert_array_equal(pooled_out.astype("float32"), _expected(conv_out, (2, 2), (2, 2), "valid"))
+
+
+def _optimized_hlo(jitted, x):
+    """The compiled program's instructions, without names and metadata."""
+    text = jitted.lower(x).compile().as_text()
+    text = text[text.index("ENTRY"):]
+    text = re.sub(r", metadata=\{[^}]*\}", "", text)
+    return re.sub(r"%[\w.\-]+", "%", text)
+
+
+@pytest.mark.parametrize("form", CHEAP_FORMS)
+@pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
+@pytest.mark.parametrize("pool_size, strides, padding", [GEOMETRIES[0], GEOMETRIES[3]])
+def test_without_keep_nan_the_forward_is_stock(pool_size, strides, padding, dtype, form, nan_dropped_by_stock, rng):
+    """`set_keep_nan(False)` gives stock's outputs, NaN windows included,
+    where stock drops NaN for speed (jax and tensorflow); torch and numpy
+    keep NaN at no cost and are unchanged."""
+    x = _input_with_nan(rng, dtype)
+    ours = compile_as(form, lambda v: kjp.max_pool2d(v, pool_size, strides, padding))
+    stock = compile_as(form, lambda v: keras.ops.max_pool(v, pool_size, strides, padding))
+    y = to_numpy(ours(tensor(x))).astype("float32")
+    if BACKEND in ("torch", "numpy"):
+        np.testing.assert_array_equal(y, _expected(x, pool_size, strides, padding))
+    else:
+        np.testing.assert_array_equal(y, to_numpy(stock(tensor(x))).astype("float32"))
+
+
+@pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
+def test_without_keep_nan_gradients_are_unchanged(dtype, nan_dropped_by_stock, rng):
+    if BACKEND == "numpy":
+        pytest.skip("the numpy backend has no autodiff")
+    from tests.conftest import gradient
+
+    x = rng.integers(-3, 4, size=(2, 9, 8, 3)).astype(dtype)
+    c = np.arange(2 * 5 * 4 * 3).reshape(2, 5, 4, 3) % 5 + 1
+    op = lambda v: kjp.max_pool2d(v, 3, 2, "same")
+    with config.keeping_nan(True):
+        kept = gradient(op, tensor(x), c)
+    np.testing.assert_array_equal(gradient(op, tensor(x), c), kept)
+
+
+def test_keep_nan_is_true_by_default_and_takes_only_a_bool():
+    assert config.keep_nan() is True
+    with pytest.raises(TypeError, match=r"keep_nan=1"):
+        config.set_keep_nan(1)
+    with config.keeping_nan(False):
+        assert config.keep_nan() is False
+    assert config.keep_nan() is True
