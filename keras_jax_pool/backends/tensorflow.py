@@ -8,13 +8,16 @@ a "same" pad position, which the numpy reference (and JAX and torch) do for a
 window of -inf whose first element is padding. So input that is not all
 finite takes a second path that fixes those windows, for the value and the
 gradient. Finite input pays for one extra read of the input: a sum, which is
-finite only if the input is.
+finite only if the input is; `config.set_keep_nan(False)` skips the sum and
+the fix, leaving stock's program.
 """
 
 import functools
 
 import numpy as np
 import tensorflow as tf
+
+from keras_jax_pool import config
 
 # The dtypes TensorFlow's MaxPool kernel is registered for.
 POOLABLE_DTYPES = (
@@ -50,7 +53,7 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
         x = tf.transpose(x, (0, 2, 3, 1))
     layout = "NCHW" if data_format == "channels_first" and not transpose else "NHWC"
     y = _max_pool(x, pool_size, strides, padding, layout)
-    if x.dtype.is_floating:
+    if x.dtype.is_floating and config.keep_nan():
         eager = tf.executing_eagerly()
         total = _sum(x, eager)
         not_finite = lambda: _max_pool_not_finite(x, y, pool_size, strides, padding, layout)
