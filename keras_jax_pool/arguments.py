@@ -125,7 +125,9 @@ def output_length(length: Optional[int], pool: int, stride: int, padding: str):
     if length is None:
         return None
     if padding == "same":
-        return -(-length // stride)
+        # Not -(-length // stride): on sizes traced by torch.jit (ONNX and
+        # OpenVINO exports) that floor division exports as a truncating Div.
+        return (length + stride - 1) // stride
     if length < pool:
         raise ValueError(
             f'With padding="valid" the window must fit in the input, but '
