@@ -81,6 +81,65 @@ def gradient(fn, x, cotangent, compile=lambda g: g):
     raise NotImplementedError(f"{BACKEND} has no autodiff")
 
 
+# The forms a function runs in on each backend: eagerly, and compiled the ways
+# Keras compiles (torch: a model with `jit_compile=True`, which is torch.compile).
+FORMS = {
+    "tensorflow": ["eager", "tf.function", "xla"],
+    "jax": ["eager", "jax.jit"],
+    "torch": ["eager", "autograd", "torch.compile"],
+    "numpy": ["eager"],
+}[BACKEND]
+# torch.compile takes ~10-25 s per program on this project's 2-core CI machine:
+# tests that sweep many shapes leave it to the few that name it.
+CHEAP_FORMS = [form for form in FORMS if form != "torch.compile"]
+# The forms `gradient(..., compile=...)` takes; torch's compiled gradients are
+# those of `model.fit` with `jit_compile=True` (tests/test_models.py).
+GRADIENT_COMPILES = [form for form in FORMS if form not in ("autograd", "torch.compile")]
+
+
+class _Function(keras.layers.Layer):
+    """`fn` as a layer of the input's dtype (no autocast), for `model.predict`."""
+
+    def __init__(self, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.fn = fn
+
+    def call(self, x):
+        return self.fn(x)
+
+
+def compile_as(form, fn):
+    """`fn` (a function of one tensor) in the named form of `FORMS`."""
+    if form == "eager":
+        return fn
+    if form in ("tf.function", "xla"):
+        import tensorflow as tf
+
+        return tf.function(fn, jit_compile=form == "xla")
+    if form == "jax.jit":
+        import jax
+
+        return jax.jit(fn)
+    if form == "autograd":  # the input requires grad
+        return lambda x: fn(x.detach().requires_grad_()).detach()
+    if form == "torch.compile":
+        return lambda x: _predict_compiled(fn, x)
+    raise ValueError(f"unknown form {form!r}")
+
+
+def _predict_compiled(fn, x):
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    model = keras.Sequential([keras.Input(tuple(x.shape[1:]), dtype=dtype), _Function(fn, dtype=dtype)])
+    model.compile(jit_compile=True)
+    y = model.predict(x, batch_size=max(len(x), 1), verbose=0)
+    # Dynamo falls back to eager quietly (after 8 recompiles of one function).
+    assert counters["stats"]["unique_graphs"] > graphs, "torch.compile compiled nothing"
+    return y
+
+
 def run_python(code, backend=BACKEND, timeout=300):
     """Runs `code` in a fresh interpreter under `backend`; returns its stdout."""
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -6,12 +6,13 @@ rule, which also serves forward mode and higher derivatives."""
 import itertools
 
 import keras
+import ml_dtypes
 import numpy as np
 import pytest
 
 import keras_jax_pool as kjp
 from keras_jax_pool import reference
-from tests.conftest import BACKEND, gradient, only_on, tensor
+from tests.conftest import BACKEND, GRADIENT_COMPILES, compile_as, gradient, only_on, tensor
 
 pytestmark = pytest.mark.skipif(BACKEND == "numpy", reason="the numpy backend has no autodiff")
 
@@ -23,12 +24,19 @@ CONFIGS = [
         ["channels_last", "channels_first"],
     )
 ]
-# Stock torch cannot pool float16 on the CPU; everything else pools.
-DTYPES = ["float32", "bfloat16"] + ([] if BACKEND == "torch" else ["float16"])
+HALF = ["bfloat16", "float16"]  # stock pools both on every backend, torch's CPU included
+# Windows of 128 elements and more: an int8 index of window positions overflows.
+# Compiled: our JAX rule unrolls over the window, ~30 s eagerly on CPU.
+LARGE_WINDOWS = [
+    pytest.param((8, 16), (3, 4), "valid", "channels_last", id="8x16"),
+    pytest.param((11, 12), (4, 4), "same", "channels_first", id="11x12"),
+    pytest.param((12, 12), (5, 3), "same", "channels_last", id="12x12"),
+]
+FASTEST = GRADIENT_COMPILES[-1]
 
 
-def _relu_input(rng, data_format, batch=2, dtype="float32"):
-    shape = (batch, 9, 8, 3) if data_format == "channels_last" else (batch, 3, 9, 8)
+def _relu_input(rng, data_format, batch=2, dtype="float32", size=(9, 8)):
+    shape = (batch, *size, 3) if data_format == "channels_last" else (batch, 3, *size)
     return np.maximum(rng.normal(size=shape), 0).astype(dtype)  # windows full of zeros: ties
 
 
@@ -38,47 +46,100 @@ def _cotangent(layer, x, rng):
     return c
 
 
+def _integer_cotangent(layer, x, rng):
+    """Small integers: every sum of them is exact, in any order and dtype."""
+    return rng.integers(-3, 4, size=layer.compute_output_shape(x.shape)).astype("float32")
+
+
 def _bits(a):
     a = np.asarray(a)
     return a.view({2: np.uint16, 4: np.uint32, 8: np.uint64}[a.dtype.itemsize])
 
 
-# Every configuration in float32, with batches of 2 and 1; the half-precision
-# types on every fourth.
-GRID = [
-    pytest.param(*config.values, dtype, 1 + i % 2, id=f"{config.id}-{dtype}")
-    for i, config in enumerate(CONFIGS)
-    for dtype in (DTYPES if i % 4 == 0 else ["float32"])
-]
-
-
-@pytest.mark.parametrize("pool_size, strides, padding, data_format, dtype, batch", GRID)
-def test_gradient_bit_identical_to_stock(pool_size, strides, padding, data_format, dtype, batch, rng):
-    ours = kjp.MaxPool2D(pool_size, strides, padding, data_format, dtype=dtype)
-    stock = keras.layers.MaxPooling2D(pool_size, strides, padding, data_format, dtype=dtype)
-    x = _relu_input(rng, data_format, batch, dtype)
-    c = _cotangent(ours, x, rng)
-    g_ours = gradient(ours, tensor(x), c)
-    g_stock = gradient(stock, tensor(x), c)
+def _assert_equals_stock(ours, stock, x, c, form):
+    """Bit-identical gradients; on torch, where stock pads "same" by
+    replicating edge elements (whose gradients its pad's backward adds back
+    onto the edge), the same elements receive the same terms summed in
+    another order: equal to within that order's rounding, at most
+    (terms - 1) * eps * sum(|terms|) per element."""
+    g_ours, g_stock = (gradient(layer, tensor(x), c, compile=lambda g: compile_as(form, g)) for layer in (ours, stock))
     assert g_ours.dtype == g_stock.dtype
     overlapping = any(k > s for k, s in zip(ours.pool_size, ours.strides))
-    if BACKEND == "torch" and padding == "same" and overlapping:
-        # Stock torch pads "same" by replicating edge elements, whose
-        # gradients its pad's backward then adds onto the edge: the same
-        # elements receive the same terms, summed in another order.
+    if BACKEND == "torch" and ours.padding == "same" and overlapping:
         assert np.array_equal(g_ours != 0, g_stock != 0)
-        np.testing.assert_allclose(g_ours.astype("float32"), g_stock.astype("float32"), rtol=1e-6, atol=0)
+        terms = np.prod([-(-k // s) for k, s in zip(ours.pool_size, ours.strides)])
+        magnitude = reference.max_pool_gradient(
+            x, np.abs(c), ours.pool_size, ours.strides, "same", ours.data_format
+        ).astype("float64")
+        bound = (terms - 1) * float(ml_dtypes.finfo(x.dtype).eps) * magnitude
+        assert (np.abs(g_ours.astype("float64") - g_stock.astype("float64")) <= bound).all()
     else:
         np.testing.assert_array_equal(_bits(g_ours), _bits(g_stock))
 
 
+# Every configuration in float32, with batches of 2 and 1; each half-precision
+# type on half of them (both paddings, both layouts, every window), batch 2;
+# each case eagerly or compiled (jax.jit, tf.function, XLA), in turn.
+GRID = [
+    pytest.param(*config.values, dtype, batch, form, id=f"{config.id}-{dtype}-{form}")
+    for i, config in enumerate(CONFIGS)
+    for j, (dtype, batch) in enumerate(
+        [("float32", 1 + i % 2)] + ([(d, 2) for d in HALF] if (i // 4 + i) % 2 == 0 else [])
+    )
+    for form in [GRADIENT_COMPILES[(i + j) % len(GRADIENT_COMPILES)]]
+]
+
+
+@pytest.mark.parametrize("pool_size, strides, padding, data_format, dtype, batch, form", GRID)
+def test_gradient_bit_identical_to_stock(pool_size, strides, padding, data_format, dtype, batch, form, rng):
+    ours = kjp.MaxPool2D(pool_size, strides, padding, data_format, dtype=dtype)
+    stock = keras.layers.MaxPooling2D(pool_size, strides, padding, data_format, dtype=dtype)
+    x = _relu_input(rng, data_format, batch, dtype)
+    _assert_equals_stock(ours, stock, x, _cotangent(ours, x, rng), form)
+
+
+@pytest.mark.parametrize("form", GRADIENT_COMPILES)
 @pytest.mark.parametrize("pool_size, strides, padding, data_format", CONFIGS[::3])
-def test_gradient_equals_reference(pool_size, strides, padding, data_format, rng):
+def test_gradient_equals_reference(pool_size, strides, padding, data_format, form, rng):
     x = _relu_input(rng, data_format)
     layer = kjp.MaxPool2D(pool_size, strides, padding, data_format)
-    c = rng.integers(-3, 4, size=layer.compute_output_shape(x.shape)).astype("float32")  # sums are exact
+    c = _integer_cotangent(layer, x, rng)
     expected = reference.max_pool_gradient(x, c, pool_size, strides, padding, data_format)
-    np.testing.assert_array_equal(gradient(layer, tensor(x), c), expected)
+    np.testing.assert_array_equal(gradient(layer, tensor(x), c, compile=lambda g: compile_as(form, g)), expected)
+
+
+@pytest.mark.parametrize("pool_size, strides, padding, data_format", LARGE_WINDOWS)
+def test_gradient_of_large_windows_equals_stock_and_reference(pool_size, strides, padding, data_format, rng):
+    ours = kjp.MaxPool2D(pool_size, strides, padding, data_format)
+    stock = keras.layers.MaxPooling2D(pool_size, strides, padding, data_format)
+    x = _relu_input(rng, data_format, size=(20, 21))
+    c = _integer_cotangent(ours, x, rng)
+    expected = reference.max_pool_gradient(x, c, pool_size, strides, padding, data_format)
+    np.testing.assert_array_equal(gradient(ours, tensor(x), c, compile=lambda g: compile_as(FASTEST, g)), expected)
+    _assert_equals_stock(ours, stock, x, c, FASTEST)
+
+
+# "same" windows that reach into padding, over values all below 0: a pad
+# element must never win. With a 5x5 window on 2 rows, the first two window
+# rows of every output lie in padding only.
+NEGATIVE_CASES = [
+    pytest.param((5, 5), (1, 1), (2, 3), "channels_last", id="window-rows-only-in-padding"),
+    pytest.param((4, 3), (3, 2), (7, 8), "channels_first", id="odd-padding"),
+    pytest.param((3, 3), (2, 2), (6, 5), "channels_last", id="3x3-stride2"),
+]
+
+
+@pytest.mark.parametrize("pool_size, strides, size, data_format", NEGATIVE_CASES)
+def test_gradient_of_negative_values_never_goes_to_padding(pool_size, strides, size, data_format, rng):
+    ours = kjp.MaxPool2D(pool_size, strides, "same", data_format)
+    stock = keras.layers.MaxPooling2D(pool_size, strides, "same", data_format)
+    x = -1 - _relu_input(rng, data_format, size=size)  # ties at -1
+    c = _integer_cotangent(ours, x, rng)
+    expected = reference.max_pool_gradient(x, c, pool_size, strides, "same", data_format)
+    reached = reference.max_pool_gradient(x, np.abs(c), pool_size, strides, "same", data_format)
+    assert reached.sum() == np.abs(c).sum()  # no window's cotangent was dropped in padding
+    np.testing.assert_array_equal(gradient(ours, tensor(x), c), expected)
+    _assert_equals_stock(ours, stock, x, c, "eager")
 
 
 @only_on("jax")

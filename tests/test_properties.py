@@ -160,3 +160,26 @@ def test_edge_shapes_equal_stock(case):
     stock = keras.layers.MaxPooling2D(pool_size, strides, padding, data_format)(x)
     np.testing.assert_array_equal(to_numpy(ours), to_numpy(stock))
     np.testing.assert_array_equal(to_numpy(ours), expected_output(*case))
+
+
+@pytest.mark.parametrize(
+    "pool_size, strides, padding, data_format",
+    [((2, 2), (2, 2), "valid", "channels_last"), ((3, 2), (1, 2), "same", "channels_first"),
+     ((3, 3), (2, 2), "same", "channels_last"), ((2, 3), (3, 1), "valid", "channels_first")],
+)
+def test_reference_gradient_is_the_derivative_of_the_reference(pool_size, strides, padding, data_format, rng):
+    """The oracle checked on its own, on every backend: with distinct values
+    1 apart, moving one element by 1/2 changes no window's argmax, so the
+    difference quotient of sum(pooled * c) is the exact derivative."""
+    shape = (2, 5, 6, 2) if data_format == "channels_last" else (2, 2, 5, 6)
+    x = rng.permutation(int(np.prod(shape))).reshape(shape).astype("float64") - 30
+    c = _cotangent(x, pool_size, strides, padding, data_format).astype("float64")
+    loss = lambda v: (expected_output(v, pool_size, strides, padding, data_format) * c).sum()  # noqa: E731
+    step = np.zeros(x.size)
+    derivative = np.empty(x.size)
+    for i in range(x.size):
+        step[i] = 0.5
+        derivative[i] = (loss(x + step.reshape(shape)) - loss(x)) / 0.5
+        step[i] = 0
+    got = reference.max_pool_gradient(x, c, pool_size, strides, padding, data_format)
+    np.testing.assert_array_equal(got, derivative.reshape(shape))

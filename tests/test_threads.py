@@ -10,8 +10,7 @@ import pytest
 
 import keras_jax_pool as kjp
 from keras_jax_pool import reference
-from tests.conftest import only_on, run_python, to_numpy
-from tests.test_nan import compile_as, compiled_forms
+from tests.conftest import CHEAP_FORMS, compile_as, only_on, run_python, to_numpy
 from tests.test_properties import AUTODIFF, expected_output, gradient, tensor
 
 THREADS = 8
@@ -56,7 +55,7 @@ def test_one_layer_from_8_threads_at_once(rng):
             np.testing.assert_array_equal(y, _expected(x))
 
 
-@pytest.mark.parametrize("form", compiled_forms())
+@pytest.mark.parametrize("form", CHEAP_FORMS)
 def test_one_compiled_op_from_8_threads_at_once(form, rng):
     inputs = [tensor(x) for x in _inputs(rng)]
     pool = compile_as(form, kjp.MaxPool2D(**POOL))
