@@ -243,7 +243,7 @@ def _first_max_index(x, geo):
     user (which lets XLA:CPU fuse the pads of "same" padding) that orders as
     the elements do: float32 and float64 are negated (the comparison flips,
     and a NaN candidate wins over a pick that is not NaN); bfloat16 and
-    float16 become int16 keys, compared as integers, which XLA:CPU does
+    float16 become integer keys, compared as integers, which XLA:CPU does
     without converting every element to float32 and back.
     """
     offsets = geo.offsets
@@ -277,12 +277,14 @@ _HALF_INFINITY_BITS = {jnp.dtype(jnp.bfloat16): 0x7F80, jnp.dtype(jnp.float16): 
 
 
 def _ordered_key(bits, infinity):
-    """int16 keys of 16-bit floats given as their int16 bits, ordered as the
-    floats are, with -0 equal to +0 and every NaN equal to the others and
-    above +inf."""
-    magnitude = bits & jnp.int16(0x7FFF)
+    """Integer keys of 16-bit floats given as their int16 bits, ordered as
+    the floats are, with -0 equal to +0 and every NaN equal to the others and
+    above +inf. The widening comes first, the bits' single user, so that
+    XLA:CPU fuses the pads of "same" padding into the scan."""
+    bits = bits.astype(jnp.int32)
+    magnitude = bits & 0x7FFF
     key = jnp.where(bits < 0, -magnitude, magnitude)
-    return jnp.where(magnitude > infinity, jnp.int16(0x7FFF), key)
+    return jnp.where(magnitude > infinity, 0x7FFF, key)
 
 
 def _stored_first_max_index(x, geo):
@@ -326,44 +328,63 @@ def _phase_view(v, geo):
 
 
 def _window_element_of_phases(view, positions, geo, offset):
-    """The phase view's window element at offset (i, j), shaped like the output."""
+    """The window element at offset (i, j), shaped like the output, from the
+    phase view or from one phase plane of it (phase axes of length 1)."""
     starts, limits = [0] * view.ndim, list(view.shape)
     for (axis, g), i in zip(geo.per_axis, offset):
         p = positions[axis]
+        phase = i % g.stride if view.shape[p + 1] == g.stride else 0
         starts[p], limits[p] = i // g.stride, i // g.stride + g.outputs
-        starts[p + 1], limits[p + 1] = i % g.stride, i % g.stride + 1
+        starts[p + 1], limits[p + 1] = phase, phase + 1
     return lax.slice(view, starts, limits).reshape(geo.out_shape)
+
+
+def _phase_plane(view, positions, geo, phase):
+    """The phase view at one phase per spatial axis (phase axes of length 1)."""
+    starts, limits = [0] * view.ndim, list(view.shape)
+    for (axis, _), q in zip(geo.per_axis, phase):
+        starts[positions[axis] + 1], limits[positions[axis] + 1] = q, q + 1
+    return lax.slice(view, starts, limits)
 
 
 def _select_tangent(t, index, geo):
     """dy = t at each window's picked offset: sum_k where(index == k, t_k, 0).
 
-    Linear in t. JAX's transpose accumulates the terms in reverse order,
-    k = K-1 first, which is select_and_scatter's order (windows in row-major
-    output order), so overlapping windows' sums round identically to stock's.
-    select_and_scatter also starts every gradient element at +0 and adds, so
-    an element receiving only -0.0 ends at +0.0; one more term, never selected
-    (index is never K, which XLA cannot know) and last here so the transpose
-    adds it first, supplies that +0.
+    Linear in t. Window offsets are grouped by the phase plane they read
+    (offset i % stride per axis): an input element receives cotangents only
+    from the offsets of its plane, so the transpose computes each element
+    from those alone. JAX's transpose accumulates a plane's terms in reverse
+    order, k = K-1 first, which is select_and_scatter's order (windows in
+    row-major output order), so overlapping windows' sums round identically
+    to stock's. select_and_scatter also starts every gradient element at +0
+    and adds, so an element receiving only -0.0 ends at +0.0; one more term,
+    never selected (index is never K, which XLA cannot know) and last in its
+    plane so the transpose adds it first, supplies that +0.
 
     bfloat16 and float16 are computed in float32: XLA:CPU would otherwise
-    round after every select, pad and add of the transpose (3x slower than
-    the float32 rule). Selects and pads are exact in float32; where windows
-    overlap, stock rounds after each add, so each term reads its own rounded
-    copy of the view, which the transpose turns into a rounding of the sum so
-    far before the next add: the same roundings, in the same order, as stock.
+    round after every select, pad and add of the transpose. Selects and pads
+    are exact in float32; where a plane takes several terms, stock rounds
+    after each add, so each term reads its own rounded copy of the plane,
+    which the transpose turns into a rounding of the sum so far before the
+    next add: the same roundings, in the same order, as stock's.
     """
     view, positions = _phase_view(t, geo)
     narrow = t.dtype in (jnp.bfloat16, jnp.float16)
     if narrow:
         view = view.astype(jnp.float32)
+    planes = {}
+    for k, offset in enumerate(geo.offsets + [(0,) * len(geo.per_axis)]):
+        phase = tuple(i % g.stride for (_, g), i in zip(geo.per_axis, offset))
+        planes.setdefault(phase, []).append((k, offset))
     zero = jnp.zeros((), view.dtype)
     dy = None
-    for k, offset in enumerate(geo.offsets + [(0, 0)]):
-        term = jnp.where(index == k, _window_element_of_phases(view, positions, geo, offset), zero)
-        dy = term if dy is None else dy + term
-        if narrow and geo.overlapping:
-            view = view.astype(t.dtype).astype(jnp.float32)
+    for phase, terms in planes.items():
+        plane = _phase_plane(view, positions, geo, phase)
+        for k, offset in terms:
+            term = jnp.where(index == k, _window_element_of_phases(plane, positions, geo, offset), zero)
+            dy = term if dy is None else dy + term
+            if narrow and len(terms) > 1:
+                plane = plane.astype(t.dtype).astype(jnp.float32)
     return dy.astype(t.dtype)
 
 
