@@ -127,20 +127,11 @@ OURS_PENDING = {
     "becomes a MaxPool onnxruntime refuses",
     ("tensorflow", "litert", "finite"): "backends/tensorflow.py: the raw MaxPool op and the NaN "
     "check's tf.cond come out as Flex ops (FlexMaxPool, IF), which LiteRT's interpreter lacks",
-    ("torch", "onnx", "finite"): "arguments.output_length: -(-n // s) on traced sizes exports as a "
-    "truncating Div, so 'same' pads one row too few",
-    ("torch", "openvino", "finite"): "arguments.output_length: -(-n // s) on traced sizes, as for onnx",
-    ("torch", "torch", "finite"): "backends/torch.py: the NaN check on input that requires grad (after "
-    "Conv2D) branches on data, `if ... torch.isnan(x.detach().sum())`, which torch.export cannot trace",
     ("jax", "tf_saved_model", "nan"): "backends/jax.py: the artifact runs TensorFlow's XLA, whose "
     "max drops NaN (lax.max(1, nan) is 1 there, and reduce_window max alike), and the "
     "platform_dependent branch without the NaN guard is baked in",
     ("tensorflow", "onnx", "nan"): "backends/tensorflow.py: tf2onnx lowers the last float tf.where "
     "of the NaN fix-up to cond * a + (1 - cond) * b, so one NaN makes every output NaN",
-    ("torch", "onnx", "nan"): "arguments.output_length (see above), then backends/torch.py: the "
-    "export is a bare MaxPool, and onnxruntime's MaxPool drops NaN unless it comes first in its window",
-    ("torch", "openvino", "nan"): "arguments.output_length (see above), then backends/torch.py: the "
-    "export is a bare MaxPool, and OpenVINO's MaxPool drops NaN",
 }
 
 

@@ -7,7 +7,12 @@ pad positions never win a window.
 Torch's forward propagates NaN, but its gradient sends a window holding
 several NaN to the last of them; when a gradient is being recorded for input
 holding NaN, each window holding a NaN is routed to its first NaN instead, in
-row-major window order, as everywhere else.
+row-major window order, as everywhere else. Under torch.compile and
+torch.export, which cannot branch on data, every window is routed so.
+
+Exported through torch.jit or to ONNX, the artifact runs in a runtime whose
+MaxPool drops NaN (onnxruntime, OpenVINO): there windows holding a NaN are
+marked by a second pooling, of the NaN mask.
 """
 
 import keras
@@ -56,9 +61,22 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
         if top or bottom or left or right:
             x = F.pad(x, (left, right, top, bottom), value=lowest_value(x.dtype))
     y = F.max_pool2d(x, kernel_size=pool_size, stride=strides)
-    # A sum is NaN if x holds a NaN (or both infinities, which the fix-up
-    # handles as well): one read of x, ~8x cheaper than isnan(x).any().
-    if x.requires_grad and torch.is_grad_enabled() and torch.isnan(x.detach().sum()):
+    # Traced for another runtime, whose MaxPool may drop NaN: by torch.jit
+    # (Keras's openvino format, and onnx where the batch size is dynamic) or
+    # by the dynamo ONNX exporter (onnx with static shapes); no gradient is
+    # taken there. is_in_onnx_export() costs ~2 us, so it is asked last.
+    if torch.jit.is_tracing() or (torch.compiler.is_compiling() and torch.onnx.is_in_onnx_export()):
+        if x.dtype.is_floating_point:
+            y = _with_nan_windows(x, y, pool_size, strides)
+    elif x.requires_grad and torch.is_grad_enabled() and (
+        # Compiled (torch.compile) or exported (torch.export), a branch on
+        # data cannot be traced: route every window, NaN or not.
+        torch.compiler.is_compiling()
+        # A sum is NaN if x holds a NaN (or both infinities, which the
+        # fix-up handles as well): one read of x, ~8x cheaper than
+        # isnan(x).any().
+        or torch.isnan(x.detach().sum())
+    ):
         y = _routed_to_first_nan(x, y, pool_size, strides)
     if data_format == "channels_last":
         y = y.permute(0, 2, 3, 1)
@@ -72,3 +90,10 @@ def _routed_to_first_nan(x, y, pool_size, strides):
     # Torch's window index ties go to the first; in a mask of NaN, the first 1.
     index = torch.where(torch.isnan(y), pool(torch.isnan(x).to(x.dtype)), pool(x.detach()))
     return x.flatten(2).gather(2, index.flatten(2)).view_as(y)
+
+
+def _with_nan_windows(x, y, pool_size, strides):
+    """`y`, NaN in each window of `x` holding a NaN. Torch's own pooling keeps
+    NaN, so this second pooling is paid only when exporting."""
+    has_nan = F.max_pool2d(torch.isnan(x).to(x.dtype), pool_size, strides)
+    return torch.where(has_nan > 0, torch.full_like(y, float("nan")), y)
