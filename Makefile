@@ -13,7 +13,7 @@ DEMO_PACKAGES_torch := ".[torch,demo]"
 DEMO_PACKAGES_tensorflow := ".[demo]" tensorflow-cpu
 DEMO_PACKAGES_numpy := ".[jax,demo]"
 
-.PHONY: demo test test-% bench clean
+.PHONY: demo test test-% bench mutation clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,17 @@ test: $(VENV)/.test-installed
 
 test-%: $(VENV)/.test-installed
 	KERAS_BACKEND=$* $(PY) -m pytest tests -q -p no:cacheprovider
+
+# Mutation testing (see the README): not part of `make test`, it is slow. One
+# worker, so that it leaves a core free; results stay in mutants/.
+$(VENV)/.mutation-installed: $(VENV)/.test-installed
+	$(PIP) mutmut
+	touch $@
+
+mutation: $(VENV)/.mutation-installed
+	rm -rf mutants
+	KERAS_BACKEND=numpy TF_CPP_MIN_LOG_LEVEL=3 $(VENV)/bin/mutmut run --max-children 1
+	$(VENV)/bin/mutmut results
 
 bench: $(VENV)/.test-installed
 	KERAS_BACKEND=$(BACKEND) $(PY) -m keras_jax_pool bench
