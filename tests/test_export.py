@@ -125,13 +125,9 @@ OURS_PENDING = {
     ("jax", "onnx", "finite"): "backends/jax.py: lax.platform_dependent has no jax2onnx lowering "
     "(No plugins registered for primitive 'platform_index'), and a 4-axis reduce_window max "
     "becomes a MaxPool onnxruntime refuses",
-    ("tensorflow", "litert", "finite"): "backends/tensorflow.py: the raw MaxPool op and the NaN "
-    "check's tf.cond come out as Flex ops (FlexMaxPool, IF), which LiteRT's interpreter lacks",
     ("jax", "tf_saved_model", "nan"): "backends/jax.py: the artifact runs TensorFlow's XLA, whose "
     "max drops NaN (lax.max(1, nan) is 1 there, and reduce_window max alike), and the "
     "platform_dependent branch without the NaN guard is baked in",
-    ("tensorflow", "onnx", "nan"): "backends/tensorflow.py: tf2onnx lowers the last float tf.where "
-    "of the NaN fix-up to cond * a + (1 - cond) * b, so one NaN makes every output NaN",
 }
 
 
