@@ -174,3 +174,18 @@ def test_stock_pools_through_jax_on_the_numpy_backend_as_recorded(monkeypatch, r
     with pytest.raises(RuntimeError, match="reduce_window was called"):
         keras.layers.MaxPooling2D(2)(x)
     np.testing.assert_array_equal(to_numpy(kjp.MaxPool2D(2)(x)), reference.downsample_images(x, (2, 2), (2, 2)))
+
+
+@pytest.mark.parametrize("pool_size, strides, padding, data_format", GRID[::9])
+def test_output_shape_equals_stock_and_output(pool_size, strides, padding, data_format, rng):
+    ours = kjp.MaxPool2D(pool_size, strides, padding, data_format)
+    stock = keras.layers.MaxPooling2D(pool_size, strides, padding, data_format)
+    x = _input(SHAPES[1], data_format, rng)
+    shape = ours.compute_output_shape(x.shape)
+    assert shape == stock.compute_output_shape(x.shape) == to_numpy(ours(x)).shape
+
+
+def test_config_without_pooling_fields_gets_stock_defaults():
+    config = {"name": "pool"}  # as an older or hand-written file may hold
+    ours, stock = kjp.MaxPool2D.from_config(config), keras.layers.MaxPooling2D.from_config(config)
+    assert ours.get_config() == stock.get_config()

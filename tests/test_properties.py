@@ -91,6 +91,7 @@ def _check_output(case):
     y = kjp.max_pool2d(tensor(x), pool_size, strides, padding, data_format)
     assert keras.backend.standardize_dtype(y.dtype) == str(x.dtype)
     expected = expected_output(x, pool_size, strides, padding, data_format)
+    assert expected.dtype == x.dtype
     np.testing.assert_array_equal(to_numpy(y).astype("float64"), expected.astype("float64"))
 
 
