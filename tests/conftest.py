@@ -98,7 +98,7 @@ GRADIENT_COMPILES = [form for form in FORMS if form not in ("autograd", "torch.c
 
 
 class _Function(keras.layers.Layer):
-    """`fn` as a layer of the input's dtype (no autocast), for `model.predict`."""
+    """`fn` as a layer, for `model.predict`; inputs keep their dtype."""
 
     def __init__(self, fn, **kwargs):
         super().__init__(**kwargs)
@@ -132,7 +132,7 @@ def _predict_compiled(fn, x):
 
     graphs = counters["stats"]["unique_graphs"]
     dtype = keras.backend.standardize_dtype(x.dtype)
-    model = keras.Sequential([keras.Input(tuple(x.shape[1:]), dtype=dtype), _Function(fn, dtype=dtype)])
+    model = keras.Sequential([keras.Input(tuple(x.shape[1:]), dtype=dtype), _Function(fn, autocast=False)])
     model.compile(jit_compile=True)
     y = model.predict(x, batch_size=max(len(x), 1), verbose=0)
     # Dynamo falls back to eager quietly (after 8 recompiles of one function).
