@@ -168,12 +168,12 @@ def _inputs(rng, fmt):
     return rng.integers(-5, 6, size=(1 if fmt == "torch" else 2, 9, 8, 2)).astype("float32")
 
 
-def _export(pool, fmt, tmp_path, x):
+def _export(pool, fmt, tmp_path, x, **export_kwargs):
     _skip_unless_installed(fmt)
     model = _model(pool)
     model(x)  # built and called once, as model.export requires
     path = tmp_path / FILE_NAMES[fmt]
-    model.export(str(path), format=fmt, verbose=False)
+    model.export(str(path), format=fmt, verbose=False, **export_kwargs)
     return model, path
 
 
@@ -238,10 +238,34 @@ def test_ours_serves_wherever_stock_does(fmt, tmp_path, rng):
 @pytest.mark.parametrize("fmt", _pending("nan"))
 def test_ours_served_keeps_nan(fmt, tmp_path, rng):
     _skip_where_stock_cannot(fmt)
+    _assert_served_keeps_nan(fmt, tmp_path, rng)
+
+
+@pytest.mark.skipif(BACKEND != "torch", reason="exercises torch's dynamo ONNX exporter")
+def test_ours_served_keeps_nan_through_torch_dynamo_onnx(tmp_path, rng, monkeypatch):
+    """With a static input signature, Keras exports onnx from torch through
+    torch.export (the dynamo exporter) instead of torch.jit."""
+    import torch
+
+    exported = []  # the `dynamo` flag of each torch.onnx.export that returned
+    export = torch.onnx.export
+
+    def recorded(*args, **kwargs):
+        result = export(*args, **kwargs)
+        exported.append(kwargs.get("dynamo"))
+        return result
+
+    monkeypatch.setattr(torch.onnx, "export", recorded)
+    shape = _inputs(rng, "onnx").shape
+    _assert_served_keeps_nan("onnx", tmp_path, rng, input_signature=[keras.InputSpec(shape=shape, dtype="float32")])
+    assert exported == [True], "Keras fell back to the torch.jit exporter"
+
+
+def _assert_served_keeps_nan(fmt, tmp_path, rng, **export_kwargs):
     x = _inputs(rng, fmt)
     # NaN first, inside and last in a window; in "same" padding's border rows.
     x[0, 0, 0, 0] = x[0, 4, 3, 1] = x[0, 8, 7, 0] = x[0, 2, 5, 1] = np.nan
-    model, path = _export(kjp.MaxPool2D, fmt, tmp_path, x)
+    model, path = _export(kjp.MaxPool2D, fmt, tmp_path, x, **export_kwargs)
     served = _serve(fmt, path, x, tmp_path)
     for (name, pool), served_pooled, pooled in zip(POOLS.items(), served, model(x)):
         expected = reference.downsample_images(x, pool["pool_size"], pool["strides"], padding=pool["padding"])
