@@ -370,10 +370,10 @@ def _select_tangent(t, index, geo):
     which the transpose turns into a rounding of the sum so far before the
     next add: the same roundings, in the same order, as stock's.
     """
-    view, positions = _phase_view(t, geo)
     narrow = t.dtype in (jnp.bfloat16, jnp.float16)
-    if narrow:
-        view = view.astype(jnp.float32)
+    # Widened before the phase view: its transpose (a crop) then runs in
+    # float32 too, and the gradient is rounded to t's dtype once, last.
+    view, positions = _phase_view(t.astype(jnp.float32) if narrow else t, geo)
     planes = {}
     for k, offset in enumerate(geo.offsets + [(0,) * len(geo.per_axis)]):
         phase = tuple(i % g.stride for (_, g), i in zip(geo.per_axis, offset))
