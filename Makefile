@@ -33,15 +33,16 @@ demo: $(VENV)/.demo-$(BACKEND)-installed
 
 # Keras fixes its backend at import, so each backend's suite runs in its own
 # process. All four run even if one fails; the target fails if any did.
+# Two pytest workers (pytest-xdist): most tests wait on one-threaded compiles.
 test: $(VENV)/.test-installed
 	@failed=""; for b in $(BACKENDS); do \
 	  echo "=== KERAS_BACKEND=$$b"; \
-	  KERAS_BACKEND=$$b TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest tests -q -p no:cacheprovider || failed="$$failed $$b"; \
+	  KERAS_BACKEND=$$b TF_CPP_MIN_LOG_LEVEL=3 $(PY) -m pytest tests -q -p no:cacheprovider -n 2 || failed="$$failed $$b"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "FAILED on:$$failed"; exit 1; fi; echo "all backends passed"
 
 test-%: $(VENV)/.test-installed
-	KERAS_BACKEND=$* $(PY) -m pytest tests -q -p no:cacheprovider
+	KERAS_BACKEND=$* $(PY) -m pytest tests -q -p no:cacheprovider -n 2
 
 # Mutation testing (see the README): not part of `make test`, it is slow. One
 # worker, so that it leaves a core free; results stay in mutants/.
