@@ -15,6 +15,15 @@ from keras_jax_pool import arguments
 MAX_CONFIG_BYTES = 1 << 28  # the config.json of the largest Keras models is a few MB
 
 
+def _new_file_mode():
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_NEW_FILE_MODE = _new_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_output(path, suffix=None):
     """Yields a temporary path beside `path`; moves it onto `path` only when
@@ -25,6 +34,9 @@ def atomic_output(path, suffix=None):
     os.close(fd)
     try:
         yield Path(tmp)
+        # mkstemp makes the file private (0600); give it the mode a plain
+        # open() would, as the user's umask says.
+        os.chmod(tmp, _NEW_FILE_MODE)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

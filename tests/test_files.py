@@ -1,0 +1,22 @@
+"""Atomic outputs (bench reports, swapped .keras files) are made like any new
+file: readable by whom the user's umask allows, not private to the writer."""
+
+from keras_jax_pool import files
+
+
+def test_an_atomic_output_has_the_mode_of_a_plain_new_file(tmp_path):
+    plain = tmp_path / "plain.json"
+    plain.write_text("{}")
+    with files.atomic_output(tmp_path / "atomic.json") as tmp:
+        tmp.write_text("{}")
+    assert (tmp_path / "atomic.json").stat().st_mode == plain.stat().st_mode
+
+
+def test_a_failed_write_leaves_nothing_behind(tmp_path):
+    try:
+        with files.atomic_output(tmp_path / "out.json") as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("interrupted")
+    except RuntimeError:
+        pass
+    assert list(tmp_path.iterdir()) == []
