@@ -4,7 +4,8 @@ that name the file; writing atomically."""
 import contextlib
 import json
 import os
-import tempfile
+import secrets
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -15,32 +16,36 @@ from keras_jax_pool import arguments
 MAX_CONFIG_BYTES = 1 << 28  # the config.json of the largest Keras models is a few MB
 
 
-def _new_file_mode():
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-_NEW_FILE_MODE = _new_file_mode()
-
-
 @contextlib.contextmanager
 def atomic_output(path, suffix=None):
     """Yields a temporary path beside `path`; moves it onto `path` only when
-    the block succeeds, so a reader never sees a half-written file."""
+    the block succeeds, so a reader never sees a half-written file.
+
+    The file gets the mode a plain `open(path, "w")` would give it: an
+    existing file's own, else what the user's umask allows (the temporary
+    file is made as open() makes one, not private as `mkstemp` would).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix)
-    os.close(fd)
+    tmp = _new_file_beside(path, suffix or path.suffix)
     try:
-        yield Path(tmp)
-        # mkstemp makes the file private (0600); give it the mode a plain
-        # open() would, as the user's umask says.
-        os.chmod(tmp, _NEW_FILE_MODE)
+        yield tmp
+        if path.exists():
+            shutil.copymode(path, tmp)
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _new_file_beside(path, suffix):
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}{suffix}"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
 
 
 def save_model(model, path):

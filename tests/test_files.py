@@ -1,5 +1,5 @@
-"""Atomic outputs (bench reports, swapped .keras files) are made like any new
-file: readable by whom the user's umask allows, not private to the writer."""
+"""Atomic outputs (bench reports, swapped .keras files) get the mode a plain
+write would give them: an existing file's own, else what the umask allows."""
 
 from keras_jax_pool import files
 
@@ -20,3 +20,13 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
     except RuntimeError:
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_atomic_output_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    out = tmp_path / "private.json"
+    out.write_text("{}")
+    out.chmod(0o600)
+    with files.atomic_output(out) as tmp:
+        tmp.write_text("[]")
+    assert out.read_text() == "[]"
+    assert out.stat().st_mode & 0o777 == 0o600
