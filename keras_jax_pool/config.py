@@ -17,8 +17,10 @@ serving where speed matters more than NaN: windows holding NaN may then give
 what stock gives (the maximum of their other elements). Gradients, dtypes and
 argument checks are unchanged; torch and numpy keep NaN at no cost and are
 not affected. The setting is read when a function is traced: call it before
-building, compiling or exporting a model (a `jax.jit` or `tf.function` traced
-earlier keeps the setting it was traced with).
+building, compiling or exporting a model. A function traced earlier keeps the
+setting it was traced with, and JAX reuses a Python function's trace across
+`jax.jit` wrappers of it, so re-wrapping an already traced function does not
+pick up a new setting (Keras traces each model's steps anew).
 
 It is a global setting, never a layer argument, so `get_config()` stays the
 stock layer's and `.keras` files are unchanged. The environment variable

@@ -129,20 +129,21 @@ class TestJaxFormulations:
         assert "conditional(" in program  # the guard, whatever the geometry
         np.testing.assert_array_equal(to_numpy(jax.jit(lambda v: kjp.max_pool2d(v, 2))(x)), _expected(x, (2, 2), (2, 2), "valid"))
 
+    @pytest.mark.parametrize("pool_size, strides, padding", [GEOMETRIES[0], GEOMETRIES[3]])
     @pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
-    def test_nan_reaches_the_output_inside_a_compiled_model(self, dtype, rng):
+    def test_nan_reaches_the_output_inside_a_compiled_model(self, dtype, pool_size, strides, padding, rng):
         """Inside `predict`, where XLA:CPU fuses convolutions and pooling
         together, a window of the convolution's output holding NaN still
         gives NaN."""
         inputs = keras.Input((32, 32, 3), dtype=dtype)
         conv = keras.layers.Conv2D(32, 3, padding="same", activation="relu", dtype=dtype)(inputs)
-        pooled = kjp.MaxPool2D(2, dtype=dtype)(conv)
+        pooled = kjp.MaxPool2D(pool_size, strides, padding, dtype=dtype)(conv)
         model = keras.Model(inputs, [conv, pooled])
         x = rng.normal(size=(8, 32, 32, 3)).astype(dtype)
         x[0, 5, 5, 0] = x[1, 20, 9, 2] = NAN
         conv_out, pooled_out = model.predict(x, verbose=0)
         assert np.isnan(pooled_out).any()
-        np.testing.assert_array_equal(pooled_out.astype("float32"), _expected(conv_out, (2, 2), (2, 2), "valid"))
+        np.testing.assert_array_equal(pooled_out.astype("float32"), _expected(conv_out, pool_size, strides, padding))
 
 
 def _optimized_hlo(jitted, x):
