@@ -206,7 +206,7 @@ def _cpu_forward(geo, dtype):
     """
     channels_last_run = geo.shape[-1] if all(axis != len(geo.shape) - 1 for axis, _ in geo.per_axis) else 1
     if _tiles_input(geo):
-        use_elements = dtype not in (jnp.bfloat16, jnp.float16)
+        use_elements = jnp.dtype(dtype) not in _HALF_INFINITY_BITS
     elif all(g.stride >= g.window for _, g in geo.per_axis):
         use_elements = True
     else:
@@ -376,7 +376,7 @@ def _select_tangent(t, index, geo):
     which the transpose turns into a rounding of the sum so far before the
     next add: the same roundings, in the same order, as stock's.
     """
-    narrow = t.dtype in (jnp.bfloat16, jnp.float16)
+    narrow = t.dtype in _HALF_INFINITY_BITS
     # Widened before the phase view: its transpose (a crop) then runs in
     # float32 too, and the gradient is rounded to t's dtype once, last.
     view, positions = _phase_view(t.astype(jnp.float32) if narrow else t, geo)
