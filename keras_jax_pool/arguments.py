@@ -11,7 +11,8 @@ from typing import NamedTuple, Optional, Tuple
 
 import keras
 
-SPATIAL_DIMS = 2
+# The layers of the family pool 1, 2 or 3 spatial dimensions.
+SPATIAL_DIMS = (1, 2, 3)
 PADDINGS = ("valid", "same")
 DATA_FORMATS = ("channels_last", "channels_first")
 # Real numbers that `max` orders and that have a lowest value to pad with;
@@ -25,15 +26,15 @@ DTYPES = (
 class PoolArgs(NamedTuple):
     """Pooling arguments in the one form every backend module receives."""
 
-    pool_size: Tuple[int, int]
-    strides: Tuple[int, int]
+    pool_size: Tuple[int, ...]  # one int per spatial dimension
+    strides: Tuple[int, ...]
     padding: str  # "valid" or "same", lower case
     data_format: str  # "channels_last" or "channels_first"
 
 
-def standardize_window(value, name):
-    """Returns `value` (an int, or a sequence of 1 or 2 ints) as a 2-tuple of
-    positive Python ints."""
+def standardize_window(value, name, spatial_dims=2):
+    """Returns `value` (an int, or a sequence of 1 or `spatial_dims` ints) as
+    a `spatial_dims`-tuple of positive Python ints."""
     items = (value,) if _is_int(value) else value
     try:
         items = tuple(items)
@@ -41,15 +42,16 @@ def standardize_window(value, name):
         items = None
     if (
         items is None
-        or len(items) not in (1, SPATIAL_DIMS)
+        or len(items) not in (1, spatial_dims)
         or not all(_is_int(v) and v > 0 for v in items)
     ):
         raise ValueError(
             f"`{name}` must be a positive integer or a tuple of "
-            f"{SPATIAL_DIMS} positive integers. Received: {name}={value!r}"
+            f"{spatial_dims} positive integer(s), one per spatial dimension "
+            f"of a {spatial_dims}D pooling. Received: {name}={value!r}"
         )
     items = tuple(int(v) for v in items)
-    return items * SPATIAL_DIMS if len(items) == 1 else items
+    return items * spatial_dims if len(items) == 1 else items
 
 
 def standardize_padding(padding):
@@ -74,10 +76,13 @@ def standardize_data_format(data_format):
     return data_format.lower()
 
 
-def standardize(pool_size, strides=None, padding="valid", data_format=None):
-    """Checks all four pooling arguments and returns them as `PoolArgs`."""
-    pool_size = standardize_window(pool_size, "pool_size")
-    strides = pool_size if strides is None else standardize_window(strides, "strides")
+def standardize(pool_size, strides=None, padding="valid", data_format=None, spatial_dims=2):
+    """Checks all four pooling arguments of a `spatial_dims`-D pooling and
+    returns them as `PoolArgs`."""
+    if spatial_dims not in SPATIAL_DIMS:
+        raise ValueError(f"Max pooling pools 1, 2 or 3 spatial dimensions. Received: spatial_dims={spatial_dims!r}")
+    pool_size = standardize_window(pool_size, "pool_size", spatial_dims)
+    strides = pool_size if strides is None else standardize_window(strides, "strides", spatial_dims)
     return PoolArgs(
         pool_size,
         strides,
@@ -86,14 +91,15 @@ def standardize(pool_size, strides=None, padding="valid", data_format=None):
     )
 
 
-def standardize_config(config):
+def standardize_config(config, spatial_dims=2):
     """`standardize` of a layer config's pooling fields, with the stock
     layer's defaults for missing ones."""
     return standardize(
-        config.get("pool_size", (2, 2)),
+        config.get("pool_size", 2),
         config.get("strides"),
         config.get("padding", "valid"),
         config.get("data_format"),
+        spatial_dims,
     )
 
 
@@ -111,9 +117,10 @@ def check_dtype(dtype):
         )
 
 
-def spatial_axes(data_format):
-    """The axes of height and width in a 4-D tensor of this layout."""
-    return (1, 2) if data_format == "channels_last" else (2, 3)
+def spatial_axes(data_format, spatial_dims=2):
+    """The spatial axes of a tensor of this layout with `spatial_dims` of them."""
+    first = 1 if data_format == "channels_last" else 2
+    return tuple(range(first, first + spatial_dims))
 
 
 def output_length(length: Optional[int], pool: int, stride: int, padding: str):
@@ -146,17 +153,22 @@ def same_padding(length: int, pool: int, stride: int):
 def output_shape(input_shape, args: PoolArgs):
     """Shape of the pooled tensor; checks the rank and that windows fit."""
     input_shape = tuple(input_shape)
-    if len(input_shape) != SPATIAL_DIMS + 2:
-        layout = "(batch, height, width, channels)" if args.data_format == "channels_last" else "(batch, channels, height, width)"
+    spatial_dims = len(args.pool_size)
+    if len(input_shape) != spatial_dims + 2:
+        spatial = ", ".join(_SPATIAL_NAMES[spatial_dims])
+        layout = f"(batch, {spatial}, channels)" if args.data_format == "channels_last" else f"(batch, channels, {spatial})"
         raise ValueError(
-            f"Expected a 4-D input of shape {layout} for "
-            f"data_format={args.data_format!r}; received an input of shape "
-            f"{input_shape} (rank {len(input_shape)})."
+            f"Expected a {spatial_dims + 2}-D input of shape {layout} for a "
+            f"{spatial_dims}D pooling with data_format={args.data_format!r}; "
+            f"received an input of shape {input_shape} (rank {len(input_shape)})."
         )
     shape = list(input_shape)
-    for axis, pool, stride in zip(spatial_axes(args.data_format), args.pool_size, args.strides):
+    for axis, pool, stride in zip(spatial_axes(args.data_format, spatial_dims), args.pool_size, args.strides):
         shape[axis] = output_length(shape[axis], pool, stride, args.padding)
     return tuple(shape)
+
+
+_SPATIAL_NAMES = {1: ("steps",), 2: ("height", "width"), 3: ("depth", "height", "width")}
 
 
 def _is_int(value):

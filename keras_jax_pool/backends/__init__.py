@@ -1,9 +1,9 @@
 """One module per Keras backend, all with the same function
 
-    max_pool2d(inputs, pool_size, strides, padding, data_format) -> tensor
+    max_pool(inputs, pool_size, strides, padding, data_format) -> tensor
 
 whose arguments were already standardized by `keras_jax_pool.arguments`
-(2-tuples of positive ints, "valid"/"same", "channels_last"/"channels_first").
+(tuples of 1 to 3 positive ints, one per spatial axis, "valid"/"same", "channels_last"/"channels_first").
 A backend's module is imported only when that backend is in use, so JAX,
 TensorFlow and torch stay optional.
 """

@@ -38,6 +38,7 @@ strided scatter or interior padding, which XLA fuses.
 
 import dataclasses
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -75,25 +76,25 @@ class _AxisGeometry:
 
 @dataclasses.dataclass(frozen=True)
 class _Geometry:
-    """Static description of one pooling; hashable, for `nondiff_argnums`."""
+    """Static description of one pooling over any number of spatial axes;
+    hashable, for `nondiff_argnums`."""
 
     shape: tuple
-    axes: tuple  # the two spatial axes
-    rows: _AxisGeometry
-    cols: _AxisGeometry
+    axes: tuple  # the spatial axes
+    spatial: tuple  # an _AxisGeometry per spatial axis
     padding: str
 
     @classmethod
     def of(cls, shape, pool_size, strides, padding, data_format):
-        axes = spatial_axes(data_format)
-        rows, cols = (
+        axes = spatial_axes(data_format, len(pool_size))
+        spatial = tuple(
             _AxisGeometry.of(shape[a], k, s, padding) for a, k, s in zip(axes, pool_size, strides)
         )
-        return cls(tuple(shape), axes, rows, cols, padding)
+        return cls(tuple(shape), axes, spatial, padding)
 
     @property
     def per_axis(self):
-        return tuple(zip(self.axes, (self.rows, self.cols)))
+        return tuple(zip(self.axes, self.spatial))
 
     @property
     def out_shape(self):
@@ -104,12 +105,12 @@ class _Geometry:
 
     @property
     def offsets(self):
-        """Window offsets (i, j) in row-major order."""
-        return [(i, j) for i in range(self.rows.window) for j in range(self.cols.window)]
+        """Window offsets, one int per spatial axis, in row-major order."""
+        return list(itertools.product(*(range(g.window) for g in self.spatial)))
 
     @property
     def overlapping(self):
-        return any(g.window > g.stride for _, g in self.per_axis)
+        return any(g.window > g.stride for g in self.spatial)
 
     @property
     def index_dtype(self):
@@ -215,7 +216,8 @@ def _cpu_forward(geo, dtype):
 
 
 def _window_element_of_input(x, geo, offset, fill=-np.inf):
-    """x at window offset (i, j) of every output window, shaped like the output.
+    """x at window offset (one int per spatial axis) of every output window,
+    shaped like the output.
 
     A strided slice of x, padded with `fill` (-inf) only where the window
     reaches into "same" padding. Slicing x itself rather than a padded copy of it keeps
@@ -299,7 +301,7 @@ def _stored_first_max_index(x, geo):
 
     Left to itself, XLA fuses the scan into the backward loop and re-runs it
     for every gradient element: with overlapping windows an input lies in up
-    to ceil(k / s)^2 windows of k * k elements each (3x3 stride 2: ~3x
+    to ceil(k / s)^d windows of k^d elements each (3x3 stride 2: ~3x
     slower). XLA:CPU expands `optimization_barrier` away before fusing, but it
     never fuses across a conditional, so the scan runs inside a `lax.cond`
     whose two branches are the same function: the predicate cannot change the
@@ -336,7 +338,7 @@ def _phase_view(v, geo):
 
 
 def _window_element_of_phases(view, positions, geo, offset):
-    """The window element at offset (i, j), shaped like the output, from the
+    """The window element at `offset`, shaped like the output, from the
     phase view or from one phase plane of it (phase axes of length 1)."""
     starts, limits = [0] * view.ndim, list(view.shape)
     for (axis, g), i in zip(geo.per_axis, offset):
@@ -411,7 +413,7 @@ def _max_pool_jvp(geo, primals, tangents):
     return _max_pool_differentiable(x, geo), _select_tangent(t, _stored_first_max_index(x, geo), geo)
 
 
-def max_pool2d(inputs, pool_size, strides, padding, data_format):
+def max_pool(inputs, pool_size, strides, padding, data_format):
     x = jnp.asarray(inputs)
     geo = _Geometry.of(x.shape, pool_size, strides, padding, data_format)
     if not jnp.issubdtype(x.dtype, jnp.inexact):

@@ -18,16 +18,18 @@ def lowest_value(dtype):
     return -np.inf
 
 
-def max_pool2d(inputs, pool_size, strides, padding, data_format):
+def max_pool(inputs, pool_size, strides, padding, data_format):
     x = np.asarray(inputs)
     if data_format == "channels_first":
         x = np.moveaxis(x, 1, -1)
+    spatial = tuple(range(1, len(pool_size) + 1))
     if padding == "same":
-        pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[1:3], pool_size, strides)]
+        pads = [same_padding(x.shape[a], k, s) for a, k, s in zip(spatial, pool_size, strides)]
         x = np.pad(x, [(0, 0), *pads, (0, 0)], constant_values=lowest_value(x.dtype))
-    windows = np.lib.stride_tricks.sliding_window_view(x, pool_size, axis=(1, 2))
+    windows = np.lib.stride_tricks.sliding_window_view(x, pool_size, axis=spatial)
+    every_stride = (slice(None), *(slice(None, None, s) for s in strides))
     with np.errstate(invalid="ignore"):
-        y = windows[:, :: strides[0], :: strides[1]].max(axis=(-2, -1))
+        y = windows[every_stride].max(axis=tuple(range(-len(pool_size), 0)))
     if data_format == "channels_first":
         y = np.moveaxis(y, -1, 1)
     return np.ascontiguousarray(y)

@@ -1,4 +1,9 @@
-"""Max pooling for the TensorFlow backend, through TensorFlow's MaxPool op.
+"""Max pooling for the TensorFlow backend, through TensorFlow's MaxPool op
+(1D pooling is 2D pooling with a window of height 1, as in
+`tf.nn.max_pool1d`) and MaxPool3D. For dtypes MaxPool3D has no kernel for,
+and for its gradient (which gives each of a window's tied maxima the whole
+cotangent), 3D pooling is two 2D poolings: over height and width, then over
+depth.
 
 TensorFlow's MaxPool kernels (CPU, XLA's, and LiteRT's in exported models)
 drop NaN: a window holding a NaN gives the maximum of its other elements, an
@@ -34,13 +39,17 @@ POOLABLE_DTYPES = (
 )
 
 
+# The dtypes of TensorFlow's MaxPool3D CPU kernel.
+_MAX_POOL_3D_DTYPES = (tf.bfloat16, tf.float32)
+
+
 @functools.cache
 def _nchw_is_native():
     # TF's CPU MaxPool kernel accepts only NHWC; its GPU kernel takes NCHW.
     return bool(tf.config.list_logical_devices("GPU"))
 
 
-def max_pool2d(inputs, pool_size, strides, padding, data_format):
+def max_pool(inputs, pool_size, strides, padding, data_format):
     x = tf.convert_to_tensor(inputs)
     if x.dtype not in POOLABLE_DTYPES:
         raise TypeError(
@@ -48,30 +57,72 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
             f"supports {', '.join(d.name for d in POOLABLE_DTYPES)}). "
             f"Received: inputs.dtype={x.dtype.name}"
         )
-    transpose = data_format == "channels_first" and not _nchw_is_native()
+    dims = len(pool_size)
+    if dims == 1:
+        axis = 1 if data_format == "channels_last" else 2
+        y = max_pool(tf.expand_dims(x, axis), (1, *pool_size), (1, *strides), padding, data_format)
+        return tf.squeeze(y, axis)
+    # TF's CPU kernels take channels last only.
+    transpose = data_format == "channels_first" and not (dims == 2 and _nchw_is_native())
     if transpose:
-        x = tf.transpose(x, (0, 2, 3, 1))
-    layout = "NCHW" if data_format == "channels_first" and not transpose else "NHWC"
-    y = _max_pool(x, pool_size, strides, padding, layout)
+        x = tf.transpose(x, (0, *range(2, dims + 2), 1))
+    channels_last = data_format == "channels_last" or transpose
+    y = _max_pool(x, pool_size, strides, padding, channels_last)
     if x.dtype.is_floating and config.keep_nan():
         eager = tf.executing_eagerly()
         total = _sum(x, eager)
-        not_finite = lambda: _max_pool_not_finite(x, y, pool_size, strides, padding, layout)
+        not_finite = lambda: _max_pool_not_finite(x, y, pool_size, strides, padding, channels_last)
         if eager:
             y = y if np.isfinite(total.numpy()).all() else not_finite()
         else:
             y = tf.cond(tf.reduce_all(tf.math.is_finite(total)), lambda: y, not_finite)
     if transpose:
-        y = tf.transpose(y, (0, 3, 1, 2))
+        y = tf.transpose(y, (0, dims + 1, *range(1, dims + 1)))
     return y
 
 
-def _max_pool(x, pool_size, strides, padding, layout):
-    # The raw op: tf.nn.max_pool2d's argument handling costs ~15 us per
+def _max_pool(x, pool_size, strides, padding, channels_last):
+    # The raw ops: tf.nn.max_pool2d's argument handling costs ~15 us per
     # eager call, as much as pooling a small tensor.
-    window = (1, *pool_size, 1) if layout == "NHWC" else (1, 1, *pool_size)
-    steps = (1, *strides, 1) if layout == "NHWC" else (1, 1, *strides)
-    return tf.raw_ops.MaxPool(input=x, ksize=window, strides=steps, padding=padding.upper(), data_format=layout)
+    window = (1, *pool_size, 1) if channels_last else (1, 1, *pool_size)
+    steps = (1, *strides, 1) if channels_last else (1, 1, *strides)
+    if len(pool_size) == 2:
+        layout = "NHWC" if channels_last else "NCHW"
+        return tf.raw_ops.MaxPool(input=x, ksize=window, strides=steps, padding=padding.upper(), data_format=layout)
+    if x.dtype not in _MAX_POOL_3D_DTYPES:
+        return _max_pool_3d_as_2d(x, pool_size, strides, padding)
+
+    @tf.custom_gradient
+    def max_pool_3d(x):
+        # MaxPool3D's own gradient gives every maximum of a window the
+        # window's whole cotangent, where TF's 2D MaxPool (and JAX, torch and
+        # the reference) send it to the first maximum alone: that one is
+        # taken, from the two-step pooling.
+        def grad(dy):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                taken = _max_pool_3d_as_2d(x, pool_size, strides, padding)
+            return tape.gradient(taken, x, output_gradients=dy)
+
+        y = tf.raw_ops.MaxPool3D(input=x, ksize=window, strides=steps, padding=padding.upper(), data_format="NDHWC")
+        return y, grad
+
+    return max_pool_3d(x)
+
+
+def _max_pool_3d_as_2d(x, pool_size, strides, padding):
+    """3D max pooling (NDHWC) as two 2D poolings, each a MaxPool op: over
+    height and width of every depth slice, then over depth. Max is
+    associative, so the values are the same; and the gradient goes to the
+    first maximum in (depth, height, width) order, as MaxPool3D's does: the
+    first depth holding the maximum, and in it the first position."""
+    shape = tf.shape(x)
+    planes = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
+    planes = _max_pool(planes, pool_size[1:], strides[1:], padding, True)
+    pooled = tf.shape(planes)
+    rows = tf.reshape(planes, tf.stack([shape[0], shape[1], pooled[1] * pooled[2], pooled[3]]))
+    rows = _max_pool(rows, (pool_size[0], 1), (strides[0], 1), padding, True)
+    return tf.reshape(rows, tf.concat([tf.shape(rows)[:2], pooled[1:]], 0))
 
 
 def _sum(x, eager):
@@ -79,7 +130,8 @@ def _sum(x, eager):
     cheapest test there is. A sum may also overflow; that only sends finite
     input down the slower path, which is right for it too."""
     # A float16 sum of more than a few thousand values overflows: sum rows.
-    axes = (3,) if x.dtype == tf.float16 else (0, 1, 2, 3)
+    rank = len(x.shape)
+    axes = (rank - 1,) if x.dtype == tf.float16 else tuple(range(rank))
     return tf.raw_ops.Sum(input=x, axis=_constant(axes) if eager else axes)
 
 
@@ -89,7 +141,7 @@ def _constant(value):
     return tf.constant(value)
 
 
-def _max_pool_not_finite(x, y, pool_size, strides, padding, layout):
+def _max_pool_not_finite(x, y, pool_size, strides, padding, channels_last):
     """Max pooling for input holding NaN or infinities, where TF's kernels
     (and LiteRT's) drop NaN and give the lowest finite value for a window of
     -inf; `y` is their pooling of `x`.
@@ -110,7 +162,7 @@ def _max_pool_not_finite(x, y, pool_size, strides, padding, layout):
         nan = tf.constant(float("nan"), x.dtype)
         one = tf.ones_like(x)
         kind = tf.where(x != x, 2 * one, tf.where(x >= x.dtype.min, one, tf.zeros_like(x)))
-        kind = _max_pool(kind, pool_size, strides, padding, layout)  # 2: NaN, 0: all -inf
+        kind = _max_pool(kind, pool_size, strides, padding, channels_last)  # 2: NaN, 0: all -inf
         value = tf.where(kind == 1, y, nan)
         all_minus_inf = tf.where(kind == 0, nan, kind)
         value = tf.where(all_minus_inf != all_minus_inf, y * 2, value)
@@ -118,7 +170,7 @@ def _max_pool_not_finite(x, y, pool_size, strides, padding, layout):
         def grad(dy):
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                taken = _max_pool_taking_first(x, pool_size, strides, padding, layout)
+                taken = _max_pool_taking_first(x, pool_size, strides, padding, channels_last)
             return tape.gradient(taken, x, output_gradients=dy)
 
         return value, grad
@@ -126,26 +178,28 @@ def _max_pool_not_finite(x, y, pool_size, strides, padding, layout):
     return pool(x)
 
 
-def _max_pool_taking_first(x, pool_size, strides, padding, layout):
+def _max_pool_taking_first(x, pool_size, strides, padding, channels_last):
     """Max pooling that gathers from `x` a NaN window's first NaN in row-major
     window order and a window of -inf's first element, so that its gradient
-    flows to that element alone; other windows keep `tf.nn.max_pool2d`'s value
-    and gradient (the first maximum). "same" padding is explicit -inf, so
-    that a window of -inf whose first element is padding sends its gradient
-    there, as the reference does.
+    flows to that element alone; other windows keep TF's MaxPool value and
+    gradient (the first maximum). "same" padding is explicit -inf, so that a
+    window of -inf whose first element is padding sends its gradient there,
+    as the reference does.
     """
-    spatial = (1, 2) if layout == "NHWC" else (2, 3)
+    dims = len(pool_size)
+    spatial = tuple(range(1, dims + 1)) if channels_last else tuple(range(2, dims + 2))
     if padding == "same":
         x = tf.pad(x, _same_paddings(x, pool_size, strides, spatial), constant_values=tf.constant(-float("inf"), x.dtype))
-    y = _max_pool(x, pool_size, strides, "valid", layout)
+    y = _max_pool(x, pool_size, strides, "valid", channels_last)
 
     shape = tf.shape(x, out_type=tf.int64)
-    area = shape[spatial[0]] * shape[spatial[1]]
-    position = tf.reshape(tf.range(area), [shape[spatial[0]], shape[spatial[1]]])
-    position = position[:, :, None] if layout == "NHWC" else position[None]
+    sizes = [shape[a] for a in spatial]
+    area = tf.reduce_prod(sizes)
+    position = tf.reshape(tf.range(area), sizes)
+    position = position[..., None] if channels_last else position[None]
     code = tf.where(x == -float("inf"), area - position, area + 1)
     code = tf.where(tf.math.is_nan(x), 2 * area + 1 - position, code)
-    code = _max_pool(tf.cast(code, tf.float64), pool_size, strides, "valid", layout)
+    code = _max_pool(tf.cast(code, tf.float64), pool_size, strides, "valid", channels_last)
     code = tf.cast(code, tf.int64)
     fixed = code != area + 1
     taken = tf.where(code > area + 1, 2 * area + 1 - code, area - code)
@@ -153,12 +207,12 @@ def _max_pool_taking_first(x, pool_size, strides, padding, layout):
 
     # The flat index into x of the element taken, in the window's batch and
     # channel.
-    batch = tf.reshape(tf.range(shape[0]), [-1, 1, 1, 1])
-    if layout == "NHWC":
-        channel = tf.reshape(tf.range(shape[3]), [1, 1, 1, -1])
-        flat_index = (batch * area + taken) * shape[3] + channel
+    batch = tf.reshape(tf.range(shape[0]), [-1] + [1] * (dims + 1))
+    if channels_last:
+        channel = tf.reshape(tf.range(shape[-1]), [1] * (dims + 1) + [-1])
+        flat_index = (batch * area + taken) * shape[-1] + channel
     else:
-        channel = tf.reshape(tf.range(shape[1]), [1, -1, 1, 1])
+        channel = tf.reshape(tf.range(shape[1]), [1, -1] + [1] * dims)
         flat_index = (batch * shape[1] + channel) * area + taken
     return tf.where(fixed, tf.gather(tf.reshape(x, [-1]), flat_index), y)
 
@@ -166,7 +220,7 @@ def _max_pool_taking_first(x, pool_size, strides, padding, layout):
 def _same_paddings(x, pool_size, strides, spatial):
     """`tf.pad` paddings for "same", placed as TF and XLA place them (the odd
     element on the high side); computed on tensors, as sizes may be dynamic."""
-    paddings = [[0, 0] for _ in range(4)]
+    paddings = [[0, 0] for _ in range(len(x.shape))]
     for axis, pool, stride in zip(spatial, pool_size, strides):
         length = tf.shape(x)[axis]
         total = tf.maximum(((length + stride - 1) // stride - 1) * stride + pool - length, 0)

@@ -1,4 +1,5 @@
-"""Max pooling for the torch backend, through `torch.nn.functional.max_pool2d`.
+"""Max pooling for the torch backend, through `torch.nn.functional.max_pool2d`
+and `max_pool3d` (1D pooling is 2D pooling with a window of height 1).
 
 Torch pools channels-first only, and pads symmetrically only; "same" padding
 is placed as in TF and XLA (odd element on the high side) with -inf, so that
@@ -43,7 +44,7 @@ def lowest_value(dtype):
     return torch.iinfo(dtype).min
 
 
-def max_pool2d(inputs, pool_size, strides, padding, data_format):
+def max_pool(inputs, pool_size, strides, padding, data_format):
     x = keras.ops.convert_to_tensor(inputs)
     if x.dtype not in POOLABLE_DTYPES:
         names = ", ".join(str(d).removeprefix("torch.") for d in POOLABLE_DTYPES)
@@ -52,15 +53,20 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
             f"max_pool2d supports {names}). Received: inputs.dtype="
             f"{str(x.dtype).removeprefix('torch.')}"
         )
+    if len(pool_size) == 1:
+        # As a 2D pooling with a window of height 1: torch's max_pool1d pools
+        # floats only, and computes through max_pool2d's kernels anyway.
+        axis = 1 if data_format == "channels_last" else 2
+        return max_pool(x.unsqueeze(axis), (1, *pool_size), (1, *strides), padding, data_format).squeeze(axis)
+    dims = len(pool_size)
     if data_format == "channels_last":
-        x = x.permute(0, 3, 1, 2)
+        x = x.permute(0, dims + 1, *range(1, dims + 1))
     if padding == "same":
-        (top, bottom), (left, right) = (
-            same_padding(n, k, s) for n, k, s in zip(x.shape[2:], pool_size, strides)
-        )
-        if top or bottom or left or right:
-            x = F.pad(x, (left, right, top, bottom), value=lowest_value(x.dtype))
-    y = F.max_pool2d(x, kernel_size=pool_size, stride=strides)
+        pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], pool_size, strides)]
+        if any(low or high for low, high in pads):
+            # F.pad takes the last axis first.
+            x = F.pad(x, [p for pair in reversed(pads) for p in pair], value=lowest_value(x.dtype))
+    y = _POOL[dims](x, kernel_size=pool_size, stride=strides)
     # Traced for another runtime, whose MaxPool may drop NaN: by torch.jit
     # (Keras's openvino format, and onnx where the batch size is dynamic) or
     # by the dynamo ONNX exporter (onnx with static shapes); no gradient is
@@ -79,14 +85,18 @@ def max_pool2d(inputs, pool_size, strides, padding, data_format):
     ):
         y = _routed_to_first_nan(x, y, pool_size, strides)
     if data_format == "channels_last":
-        y = y.permute(0, 2, 3, 1)
+        y = y.permute(0, *range(2, dims + 2), 1)
     return y
+
+
+# Torch's pooling of 2 and 3 spatial axes (channels first, no padding).
+_POOL = {2: F.max_pool2d, 3: F.max_pool3d}
 
 
 def _routed_to_first_nan(x, y, pool_size, strides):
     """`y`, with each window holding a NaN taken from its first NaN, so that
     the gradient flows there; other windows keep torch's first maximum."""
-    pool = lambda t: F.max_pool2d(t, pool_size, strides, return_indices=True)[1]
+    pool = lambda t: _POOL[len(pool_size)](t, pool_size, strides, return_indices=True)[1]
     # Torch's window index ties go to the first; in a mask of NaN, the first 1.
     index = torch.where(torch.isnan(y), pool(torch.isnan(x).to(x.dtype)), pool(x.detach()))
     return x.flatten(2).gather(2, index.flatten(2)).view_as(y)
@@ -95,5 +105,5 @@ def _routed_to_first_nan(x, y, pool_size, strides):
 def _with_nan_windows(x, y, pool_size, strides):
     """`y`, NaN in each window of `x` holding a NaN. Torch's own pooling keeps
     NaN, so this second pooling is paid only when exporting."""
-    has_nan = F.max_pool2d(torch.isnan(x).to(x.dtype), pool_size, strides)
+    has_nan = _POOL[len(pool_size)](torch.isnan(x).to(x.dtype), pool_size, strides)
     return torch.where(has_nan > 0, torch.full_like(y, float("nan")), y)
