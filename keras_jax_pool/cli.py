@@ -117,7 +117,7 @@ def _swap(args):
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="keras-jax-pool",
-        description="A drop-in MaxPool2D for Keras 3. The backend is KERAS_BACKEND's (default jax).",
+        description="Drop-in MaxPool1D, MaxPool2D and MaxPool3D for Keras 3. The backend is KERAS_BACKEND's (default jax).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
@@ -127,8 +127,8 @@ def build_parser():
     demo.set_defaults(run=_demo)
 
     for direction, help_text in (
-        ("in", "replace every keras.layers.MaxPooling2D in a .keras file by keras_jax_pool.MaxPool2D"),
-        ("out", "replace every keras_jax_pool.MaxPool2D in a .keras file by keras.layers.MaxPooling2D"),
+        ("in", "replace every keras.layers.MaxPooling1D/2D/3D in a .keras file by keras_jax_pool.MaxPool1D/2D/3D"),
+        ("out", "replace every keras_jax_pool.MaxPool1D/2D/3D in a .keras file by keras.layers.MaxPooling1D/2D/3D"),
     ):
         swap = commands.add_parser(f"swap-{direction}", help=help_text)
         swap.add_argument("input", metavar="IN.keras", help="the model to read (loaded in safe mode, never overwritten)")

@@ -60,8 +60,8 @@ def load_model(path):
     Safe mode stays on, even after `keras.config.enable_unsafe_deserialization()`,
     so loading never runs code stored in the file (a pickled `Lambda` is
     refused). The arguments of every pooling layer in the
-    file, stock or ours, are checked first, as `keras_jax_pool.MaxPool2D`
-    checks them. Every failure is a `FileNotFoundError` or a `ValueError`
+    file, stock or ours, are checked first, as our layers
+    checks them (and `MaxPool1D`, `MaxPool3D` theirs). Every failure is a `FileNotFoundError` or a `ValueError`
     whose message names the file and says what is wrong with it.
     """
     path = Path(path)
@@ -94,13 +94,21 @@ def load_model(path):
         raise ValueError(f"Cannot load {str(path)!r}: {reason}") from error
 
 
+# The pooling layers whose fields are checked, each with its number of
+# spatial dimensions: stock's by class name, ours by registered name.
+_POOLING_DIMS = {
+    **{f"MaxPooling{n}D": n for n in arguments.SPATIAL_DIMS},
+    **{f"keras_jax_pool>MaxPool{n}D": n for n in arguments.SPATIAL_DIMS},
+}
+
+
 def _check_config(config, layer=None):
     """Checks a model's config.json before Keras builds anything from it.
 
     Refuses Python code stored in it (a pickled lambda), whatever
     `keras.config.enable_unsafe_deserialization()` was called with: Keras'
     global switch overrides `load_model(safe_mode=True)`. And checks every
-    pooling layer, stock or ours, as `keras_jax_pool.MaxPool2D` does: stock
+    pooling layer, stock or ours, of every kind, as our layers do: stock
     Keras would load some bad arguments and fail later, differently on each
     backend. Raises `ValueError` naming the layer and the field.
     """
@@ -118,10 +126,11 @@ def _check_config(config, layer=None):
             f"layer {layer!r} holds Python code (a lambda), which loading would "
             f"run; this loader keeps Keras' safe_mode on and refuses it."
         )
-    is_stock_pool = config.get("class_name") == "MaxPooling2D" and str(config.get("module", "")).startswith("keras")
-    if (is_stock_pool or config.get("registered_name") == "keras_jax_pool>MaxPool2D") and isinstance(fields, dict):
+    is_stock = str(config.get("module", "")).split(".")[0] == "keras"
+    spatial_dims = _POOLING_DIMS.get(config.get("class_name") if is_stock else config.get("registered_name"))
+    if spatial_dims and isinstance(fields, dict):
         try:
-            arguments.standardize_config(fields)
+            arguments.standardize_config(fields, spatial_dims)
         except ValueError as error:
             raise ValueError(f"layer {layer!r}: {error}") from None
     for value in config.values():

@@ -1,5 +1,6 @@
-"""Model surgery: put `MaxPool2D` into an existing model in place of
-`keras.layers.MaxPooling2D` (`swap_in`), and take it out again (`swap_out`).
+"""Model surgery: put this package's layers into an existing model in place
+of `keras.layers.MaxPooling1D`, `MaxPooling2D` and `MaxPooling3D`
+(`swap_in`), and take them out again (`swap_out`).
 
 The model is rebuilt from configs with `keras.models.clone_model`, one
 nested Sequential or Functional model at a time, and then given the
@@ -20,16 +21,23 @@ import numpy as np
 # Sequential and Functional models, so this is the test for "rebuildable".
 from keras.src.models.functional import Functional
 
-from keras_jax_pool import files
-from keras_jax_pool.layers import MaxPool2D
+from keras_jax_pool import files, layers
 
-STOCK = keras.layers.MaxPooling2D
-PUBLIC_NAMES = {STOCK: "keras.layers.MaxPooling2D", MaxPool2D: "keras_jax_pool.MaxPool2D"}
+# Each direction's replacements: old class -> new class, one per kind.
+REPLACEMENTS = {
+    "in": dict((stock, ours) for ours, stock in layers.STOCK.items()),
+    "out": dict(layers.STOCK),
+}
+PUBLIC_NAMES = {
+    **{stock: f"keras.layers.{stock.__name__}" for stock in layers.STOCK.values()},
+    **{ours: f"keras_jax_pool.{ours.__name__}" for ours in layers.STOCK},
+}
 
 
 def swap_in(model):
-    """A copy of `model` with every `keras.layers.MaxPooling2D` replaced by
-    `keras_jax_pool.MaxPool2D` of the same config and name.
+    """A copy of `model` with every `keras.layers.MaxPooling1D`,
+    `MaxPooling2D` and `MaxPooling3D` replaced by `keras_jax_pool.MaxPool1D`,
+    `MaxPool2D` and `MaxPool3D` of the same config and name.
 
     Works at any depth of nested Sequential and Functional models. All other
     layers are rebuilt from their configs; variables, trainable flags, the
@@ -54,23 +62,26 @@ def swap_in(model):
     >>> type(keras_jax_pool.swap_in(stock).layers[0]).__name__
     'MaxPool2D'
     """
-    return _swap(model, STOCK, MaxPool2D)
+    return _swap(model, REPLACEMENTS["in"])
 
 
 def swap_out(model):
     """The reverse of `swap_in`: a copy of `model` with every
-    `keras_jax_pool.MaxPool2D` replaced by `keras.layers.MaxPooling2D`, so
-    that its `.keras` file loads where this package is not installed.
+    `keras_jax_pool.MaxPool1D`, `MaxPool2D` and `MaxPool3D` replaced by the
+    stock layer of its kind, so that its `.keras` file loads where this
+    package is not installed.
 
     Same arguments, guarantees and errors as `swap_in`.
     """
-    return _swap(model, MaxPool2D, STOCK)
+    return _swap(model, REPLACEMENTS["out"])
 
 
-def find_layers(model, layer_class):
-    """The distinct layers of exactly `layer_class` at any depth of `model`,
-    in the order Keras tracks them."""
-    return [layer for layer in model._flatten_layers(include_self=False) if type(layer) is layer_class]
+def find_layers(model, layer_classes):
+    """The distinct layers of exactly `layer_classes` (a class, or a
+    collection of them) at any depth of `model`, in the order Keras tracks
+    them."""
+    classes = {layer_classes} if isinstance(layer_classes, type) else set(layer_classes)
+    return [layer for layer in model._flatten_layers(include_self=False) if type(layer) in classes]
 
 
 def swap_file(input_path, output_path, direction, check=False, log=print):
@@ -79,8 +90,8 @@ def swap_file(input_path, output_path, direction, check=False, log=print):
 
     The input is loaded in safe mode and never overwritten. With `check`, the
     old and the new model are run on the same random input first, and
-    nothing is written unless their outputs are equal. Reports through `log`;
-    returns the number of layers replaced.
+    nothing is written unless their outputs are equal. Reports through `log`
+    how many layers of each kind were replaced; returns their total.
 
     Raises:
         FileNotFoundError: `input_path` does not exist.
@@ -90,7 +101,7 @@ def swap_file(input_path, output_path, direction, check=False, log=print):
     """
     if direction not in ("in", "out"):
         raise ValueError(f'`direction` must be "in" or "out". Received: direction={direction!r}')
-    old_class, new_class = (STOCK, MaxPool2D) if direction == "in" else (MaxPool2D, STOCK)
+    replacements = REPLACEMENTS[direction]
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.suffix != ".keras":
         raise ValueError(f"The output must be a .keras file. Received: output={str(output_path)!r}")
@@ -102,9 +113,11 @@ def swap_file(input_path, output_path, direction, check=False, log=print):
             f"{str(output_path)!r}: give the output another path."
         )
     model = files.load_model(input_path)
-    replaced = [layer.name for layer in find_layers(model, old_class)]
-    new_model = _swap(model, old_class, new_class)
-    log(f"replaced {len(replaced)} {PUBLIC_NAMES[old_class]} layer(s) with {PUBLIC_NAMES[new_class]}: {', '.join(replaced) or '-'}")
+    replaced = {old: [layer.name for layer in find_layers(model, old)] for old in replacements}
+    new_model = _swap(model, replacements)
+    for old, new in replacements.items():
+        names = replaced[old]
+        log(f"replaced {len(names)} {PUBLIC_NAMES[old]} layer(s) with {PUBLIC_NAMES[new]}: {', '.join(names) or '-'}")
     if check:
         difference = max_output_difference(model, new_model)
         if difference != 0:
@@ -116,7 +129,7 @@ def swap_file(input_path, output_path, direction, check=False, log=print):
         log("check: outputs of the old and the new model are equal on random input")
     files.save_model(new_model, output_path)
     log(f"wrote {output_path}")
-    return len(replaced)
+    return sum(map(len, replaced.values()))
 
 
 def max_output_difference(model_a, model_b, batch_size=2, seed=0):
@@ -151,15 +164,15 @@ def max_output_difference(model_a, model_b, batch_size=2, seed=0):
     return difference
 
 
-def _swap(model, old_class, new_class):
+def _swap(model, replacements):
     if not isinstance(model, keras.Model):
         raise ValueError(
             f"Expected a keras.Model (Sequential or Functional). "
             f"Received: model={model!r} of type {type(model).__name__}"
         )
-    _check_rebuildable(model, old_class, new_class)
+    _check_rebuildable(model, replacements)
     pairs = []  # (original, rebuilt) for every layer rebuilt, models included
-    new_model = _rebuild(model, old_class, new_class, cache={}, pairs=pairs)
+    new_model = _rebuild(model, replacements, cache={}, pairs=pairs)
     for old, new in pairs:
         if not isinstance(old, keras.Model):  # a model's variables are its layers'
             _copy_variables(old.variables, new.variables, f"layer {old.name!r}")
@@ -173,14 +186,14 @@ def _swap(model, old_class, new_class):
     return new_model
 
 
-def _rebuild(model, old_class, new_class, cache, pairs):
+def _rebuild(model, replacements, cache, pairs):
     def clone_layer(layer):
         if id(layer) in cache:
             return cache[id(layer)]
         if isinstance(layer, keras.Model):
-            new = _rebuild(layer, old_class, new_class, cache, pairs)
-        elif type(layer) is old_class:
-            new = new_class.from_config(layer.get_config())
+            new = _rebuild(layer, replacements, cache, pairs)
+        elif type(layer) in replacements:
+            new = replacements[type(layer)].from_config(layer.get_config())
         else:
             new = layer.__class__.from_config(layer.get_config())
         cache[id(layer)] = new
@@ -207,30 +220,37 @@ def _rebuild(model, old_class, new_class, cache, pairs):
     return new_model
 
 
-def _check_rebuildable(model, old_class, new_class, path=()):
+def _check_rebuildable(model, replacements, path=()):
     """Raises the errors documented in `swap_in` before anything is built."""
     path = (*path, model.name)
     if not isinstance(model, (keras.Sequential, Functional)):
+        held = list(dict.fromkeys(type(h) for h in find_layers(model, replacements))) or list(replacements)
         raise ValueError(
             f"Cannot rebuild the subclassed model {'/'.join(path)!r} (class "
             f"{type(model).__name__}): its layers are made by its own code, "
             f"not from a config. Make its pooling layers with "
-            f"`{PUBLIC_NAMES[new_class]}` in its `__init__` instead: the "
-            f"arguments are the same."
+            f"{_names(replacements[k] for k in held)} in its `__init__` instead: "
+            f"the arguments are the same."
         )
     for layer in model.layers:
         if isinstance(layer, keras.Model):
-            _check_rebuildable(layer, old_class, new_class, path)
+            _check_rebuildable(layer, replacements, path)
             continue
-        hidden = find_layers(layer, old_class)
+        hidden = find_layers(layer, replacements)
         if hidden:
+            kinds = list(dict.fromkeys(type(h) for h in hidden))
             raise ValueError(
                 f"Layer {'/'.join((*path, layer.name))!r} (class "
-                f"{type(layer).__name__}) holds {PUBLIC_NAMES[old_class]} layer(s) "
+                f"{type(layer).__name__}) holds {_names(kinds)} layer(s) "
                 f"{[h.name for h in hidden]} that cannot be replaced from "
-                f"outside. Make them with `{PUBLIC_NAMES[new_class]}` in that "
-                f"class's code instead: the arguments are the same."
+                f"outside. Make them with {_names(replacements[k] for k in kinds)} "
+                f"in that class's code instead: the arguments are the same."
             )
+
+
+def _names(classes):
+    """`keras_jax_pool.MaxPool1D`/`keras_jax_pool.MaxPool2D`, ... for messages."""
+    return "/".join(f"`{PUBLIC_NAMES[c]}`" for c in classes)
 
 
 def _copy_variables(sources, targets, owner):

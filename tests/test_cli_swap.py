@@ -99,8 +99,8 @@ def test_check_confirms_equal_outputs(stock_file, tmp_path, capsys):
 def test_a_failed_check_writes_nothing(stock_file, tmp_path, capsys, monkeypatch):
     swap = surgery._swap
 
-    def swap_and_spoil(model, old_class, new_class):
-        new_model = swap(model, old_class, new_class)
+    def swap_and_spoil(model, replacements):
+        new_model = swap(model, replacements)
         kernel = new_model.get_layer("conv").kernel
         kernel.assign(to_numpy(kernel) + 1.0)
         return new_model
