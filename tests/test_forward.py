@@ -35,11 +35,20 @@ GEOMETRIES = [
     ((3, 2), (1, 2), "same"),
     ((2, 2), (3, 3), "valid"),
     ((1, 3), (1, 3), "valid"),
+    # Sequences and volumes: the same choice, made for any number of axes.
+    ((2,), (2,), "valid"),
+    ((3,), (2,), "same"),
+    ((3,), (4,), "valid"),
+    ((2, 2, 2), (2, 2, 2), "valid"),
+    ((3, 3, 3), (2, 2, 2), "same"),
+    ((1, 2, 2), (1, 2, 2), "valid"),
 ]
+# Inputs of over 4096 values, per number of spatial axes.
+SHAPES = {1: (16, 257, 24), 2: (16, 15, 17, 24), 3: (4, 9, 10, 11, 8)}
 
 
-def _input_with_nan(rng, dtype, data_format="channels_last", shape=(16, 15, 17, 24)):
-    x = rng.integers(-5, 6, size=shape).astype("float32")
+def _input_with_nan(rng, dtype, data_format="channels_last", dims=2):
+    x = rng.integers(-5, 6, size=SHAPES[dims]).astype("float32")
     x[rng.random(x.shape) < 0.02] = NAN
     x[3] = NAN  # whole windows of NaN
     x = x.astype(dtype)
@@ -74,7 +83,7 @@ class TestJaxFormulations:
 
         from keras_jax_pool.backends import jax as jax_backend
 
-        x = _input_with_nan(rng, dtype, data_format)
+        x = _input_with_nan(rng, dtype, data_format, len(pool_size))
         geo = self._geometry(x, pool_size, strides, padding, data_format)
         expected = _expected(x, pool_size, strides, padding, data_format)
         for formulation in (jax_backend._max_of_window_elements, jax_backend._guarded_reduce_window_max):
@@ -94,7 +103,7 @@ class TestJaxFormulations:
 
         from keras_jax_pool.backends import jax as jax_backend
 
-        x = _input_with_nan(rng, dtype, data_format)
+        x = _input_with_nan(rng, dtype, data_format, len(pool_size))
         geo = self._geometry(x, pool_size, strides, padding, data_format)
         plain = np.asarray(jax.jit(lambda v: jax_backend._reduce_window_max(v, geo))(x), "float32")
         kept = np.array_equal(plain, _expected(x, pool_size, strides, padding, data_format), equal_nan=True)
@@ -112,9 +121,9 @@ class TestJaxFormulations:
 
         from keras_jax_pool.backends import jax as jax_backend
 
-        x = _input_with_nan(rng, dtype)
+        x = _input_with_nan(rng, dtype, dims=len(pool_size))
         geo = self._geometry(x, pool_size, strides, padding)
-        ours = _optimized_hlo(jax.jit(lambda v: kjp.max_pool2d(v, pool_size, strides, padding)), x)
+        ours = _optimized_hlo(jax.jit(lambda v: kjp.max_pool(v, pool_size, strides, padding)), x)
         stock = _optimized_hlo(jax.jit(lambda v: keras.ops.max_pool(v, pool_size, strides, padding)), x)
         assert (ours == stock) == (jax_backend._cpu_forward(geo, x.dtype) is jax_backend._reduce_window_max)
 

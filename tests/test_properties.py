@@ -73,11 +73,11 @@ def pooling_cases(draw, dtypes, specials=()):
 
 
 def expected_output(x, pool_size, strides, padding="valid", data_format="channels_last"):
-    """The numpy reference's output; `strides=None` means `pool_size`."""
+    """The numpy reference's output; `strides=None` means `pool_size`. The
+    post's `downsample_images` for images, `downsample` for other ranks."""
+    pool = reference.downsample_images if np.ndim(x) == 4 else reference.downsample
     with np.errstate(invalid="ignore"):  # bfloat16 NaN with infinities
-        return reference.downsample_images(
-            x, pool_size, strides or pool_size, padding=padding, data_format=data_format
-        )
+        return pool(x, pool_size, strides or pool_size, padding=padding, data_format=data_format)
 
 
 def _cotangent(x, pool_size, strides, padding, data_format):
