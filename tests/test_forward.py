@@ -138,6 +138,36 @@ class TestJaxFormulations:
         assert "conditional(" in program  # the guard, whatever the geometry
         np.testing.assert_array_equal(to_numpy(jax.jit(lambda v: kjp.max_pool2d(v, 2))(x)), _expected(x, (2, 2), (2, 2), "valid"))
 
+    @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32"])
+    @pytest.mark.parametrize(
+        "pool_size, strides, padding",
+        [GEOMETRIES[i] for i in (0, 3, 4, 7)] + [((3,), (2,), "same"), ((3, 3, 3), (2, 2, 2), "same"), ((3,), (1,), "same")],
+    )
+    def test_exported_with_any_batch_size_the_forward_is_portable(self, pool_size, strides, padding, dtype, rng):
+        """Exported with a symbolic batch size (`jax.export`, as Keras's
+        onnx and tf_saved_model formats do), the forward is slices, pads by
+        concatenation and `max`, with NaN marked by `isnan`: no reduce_window
+        (which onnxruntime refuses) and no platform branch (which jax2onnx
+        cannot lower), whatever the runtime's max does with NaN."""
+        import jax
+        from jax import export
+
+        dims = len(pool_size)
+        x = _input_with_nan(rng, "float32", dims=dims)[:, : 9 if dims == 1 else 5]  # short axes: windows all padding
+        x = np.nan_to_num(x).astype(dtype) if dtype == "int32" else x.astype(dtype)
+        (batch,) = export.symbolic_shape("batch")
+        pool = jax.jit(lambda v: kjp.max_pool(v, pool_size, strides, padding))
+        exported = export.export(pool)(jax.ShapeDtypeStruct((batch, *x.shape[1:]), x.dtype))
+        program = exported.mlir_module()
+        assert "reduce_window" not in program and "stablehlo.case" not in program and "stablehlo.pad" not in program
+        # NaN marked by isnan (x != x), for runtimes whose max drops it; XLA:CPU's keeps it.
+        assert (re.search(r"compare\s+NE", program) is not None) == (dtype != "int32")
+        exported = export.deserialize(exported.serialize())
+        y = np.asarray(exported.call(x)).astype("float32")
+        np.testing.assert_array_equal(y, _expected(x, pool_size, strides, padding))
+        if dtype != "int32":
+            assert np.isnan(y).any()
+
     @pytest.mark.parametrize("pool_size, strides, padding", [GEOMETRIES[0], GEOMETRIES[3]])
     @pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
     def test_nan_reaches_the_output_inside_a_compiled_model(self, dtype, pool_size, strides, padding, rng):

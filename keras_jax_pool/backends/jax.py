@@ -5,7 +5,9 @@ The forward. Stock's `jax.lax.reduce_window` wherever XLA keeps NaN there
 and it is the fastest, else the elementwise max of the window's elements
 (`_cpu_forward` says which, for XLA:CPU); `reduce_window` with a NaN check on
 other platforms and unchecked jaxlib versions; stock's program alone under
-`config.set_keep_nan(False)`.
+`config.set_keep_nan(False)`. Exported with a symbolic batch size (Keras's
+`onnx` and `tf_saved_model` formats), slices, concatenations, `max` and an
+explicit NaN mark that any runtime runs (`_portable_max`).
 
 Why a rule of our own. JAX differentiates `reduce_window(max)` into XLA's
 `select_and_scatter`, which XLA:CPU runs as a scalar loop: for a
@@ -138,6 +140,21 @@ def _max_of_window_elements(x, geo):
     return y
 
 
+def _portable_max(x, geo, keep_nan):
+    """The elementwise max of the window's elements (slices, pads and `max`,
+    which every exporter has), NaN where a window holds one if `keep_nan`:
+    made explicit by `isnan`, as a runtime's `max` may drop NaN (TensorFlow's
+    XLA, run by a saved model, does)."""
+    y = has_nan = None
+    for offset in geo.offsets:
+        element = _window_element_of_input(x, geo, offset, lowest_value(x.dtype), portable=True)
+        y = element if y is None else lax.max(y, element)
+        if keep_nan:
+            nan = jnp.isnan(element)
+            has_nan = nan if has_nan is None else has_nan | nan
+    return y if has_nan is None else jnp.where(has_nan, jnp.array(np.nan, x.dtype), y)
+
+
 def _guarded_reduce_window_max(x, geo):
     """`reduce_window`, checked: correct whatever the compiler does with NaN.
 
@@ -166,8 +183,17 @@ def _forward(x, geo):
     on XLA:CPU (`_cpu_forward`); on other platforms, and on jaxlib versions
     whose XLA:CPU was not checked, `reduce_window` with a NaN check.
     `config.set_keep_nan(False)` makes it stock's program everywhere.
+
+    A shape with a symbolic dimension (a batch of any size) means the
+    function is being exported (`jax.export`, and through it Keras's
+    `tf_saved_model` and `onnx` formats) to run in another runtime, whose max
+    may drop NaN and whose pooling may not take every window:
+    `_portable_max` then, which needs neither.
     """
-    if not jnp.issubdtype(x.dtype, jnp.inexact) or x.size == 0 or not config.keep_nan():
+    inexact = jnp.issubdtype(x.dtype, jnp.inexact)
+    if not all(isinstance(n, int) for n in x.shape):
+        return _portable_max(x, geo, keep_nan=inexact and config.keep_nan())
+    if not inexact or x.size == 0 or not config.keep_nan():
         return _reduce_window_max(x, geo)
     if tuple(jax.__version_info__[:2]) not in _KERNEL_CHOICE_CHECKED:
         return _guarded_reduce_window_max(x, geo)
@@ -215,14 +241,15 @@ def _cpu_forward(geo, dtype):
     return _max_of_window_elements if use_elements else _reduce_window_max
 
 
-def _window_element_of_input(x, geo, offset, fill=-np.inf):
+def _window_element_of_input(x, geo, offset, fill=-np.inf, portable=False):
     """x at window offset (one int per spatial axis) of every output window,
     shaped like the output.
 
     A strided slice of x, padded with `fill` (-inf) only where the window
     reaches into "same" padding. Slicing x itself rather than a padded copy of it keeps
     everything in one fused loop: XLA:CPU does not fuse a pad that has several
-    users, and would write and read a padded copy of x.
+    users, and would write and read a padded copy of x. `portable` pads by
+    concatenation, which exporters (jax2onnx) take with a symbolic batch size.
     """
     starts, limits, steps = [0] * x.ndim, list(x.shape), [1] * x.ndim
     pads = [(0, 0, 0)] * x.ndim
@@ -231,6 +258,10 @@ def _window_element_of_input(x, geo, offset, fill=-np.inf):
         first = max(0, -((i - g.low) // g.stride))
         last = min(g.outputs - 1, (g.length - 1 - i + g.low) // g.stride)
         if last < first:  # only padding at this offset
+            if portable:
+                corner = lax.slice(x, [0] * x.ndim, [1 if a in geo.axes else n for a, n in enumerate(x.shape)])
+                grow = [(0, geo.out_shape[a] - 1 if a in geo.axes else 0, 0) for a in range(x.ndim)]
+                return _pad_by_concatenation(jnp.full_like(corner, fill), grow, fill)
             return jnp.full(geo.out_shape, fill, x.dtype)
         starts[axis] = first * g.stride + i - g.low
         limits[axis] = starts[axis] + (last - first) * g.stride + 1
@@ -238,7 +269,22 @@ def _window_element_of_input(x, geo, offset, fill=-np.inf):
         pads[axis] = (first, g.outputs - 1 - last, 0)
     element = lax.slice(x, starts, limits, steps)
     if any(p != (0, 0, 0) for p in pads):
+        if portable:
+            return _pad_by_concatenation(element, pads, fill)
         element = lax.pad(element, jnp.array(fill, x.dtype), pads)
+    return element
+
+
+def _pad_by_concatenation(element, pads, fill):
+    """`lax.pad(element, fill, pads)` (no interior padding) as concatenations
+    of blocks of `fill`, each made from a slice of `element`, so that no
+    shape constant holds a symbolic dimension. On an axis where `element` is
+    a single slice, the fill comes from it too (the whole-padding case)."""
+    for axis, (low, high, _) in enumerate(pads):
+        if not (low or high):
+            continue
+        block = jnp.full_like(lax.slice_in_dim(element, 0, 1, axis=axis), fill)
+        element = jnp.concatenate([block] * low + [element] + [block] * high, axis)
     return element
 
 
