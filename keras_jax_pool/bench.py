@@ -1,10 +1,15 @@
-"""`python -m keras_jax_pool bench`: our layer against stock
-`keras.layers.MaxPooling2D`, side by side in one process, on the backend in use.
+"""`python -m keras_jax_pool bench`: our layers against stock
+`keras.layers.MaxPooling1D`, `MaxPooling2D` and `MaxPooling3D`, side by side
+in one process, on the backend in use. A case is a channels_last input shape,
+a window and strides; its number of spatial axes, its kind (1D, 2D or 3D),
+picks the pair of layers compared (`Case.layers`). `of_kinds` picks the cases
+of some kinds, to run them alone.
 
 For each case, in each dtype asked for (float32 and bfloat16 by default; the
 layers are made in that dtype, as under a dtype policy, else Keras would cast
-the input to float32), it checks that outputs and gradients are bit-identical,
-then times the forward pass and forward+backward (the gradient of
+the input to float32), it checks that outputs and gradients are bit-identical
+(save where the package's gradient differs from stock's on purpose:
+`GRADIENT_DIFFERS_FROM_STOCK`), then times the forward pass and forward+backward (the gradient of
 `sum(pool(x) * c)`), compiled as each backend compiles training steps (jax.jit,
 tf.function; torch and numpy run eagerly). Throughput is the least memory
 traffic of the computation (forward: read x, write y; backward: read x, y and
@@ -30,20 +35,50 @@ import ml_dtypes
 import numpy as np
 
 from keras_jax_pool import files
-from keras_jax_pool.layers import MaxPool2D
+from keras_jax_pool.layers import STOCK, MaxPool1D, MaxPool2D, MaxPool3D
+
+# Our layer for each number of spatial axes; layers.STOCK gives stock's.
+OURS = {layer.spatial_dims: layer for layer in (MaxPool1D, MaxPool2D, MaxPool3D)}
+
+
+def _dims(values):
+    return "x".join(map(str, values))
 
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    shape: tuple  # (batch, height, width, channels), channels_last
+    """One pooling to time: a channels_last input of `shape` (batch, one to
+    three spatial axes, channels) and a window and strides of one int per
+    spatial axis. The number of spatial axes is the layer kind: 1D, 2D or 3D."""
+
+    shape: tuple
     pool_size: tuple
     strides: tuple
     padding: str = "valid"
 
+    def __post_init__(self):
+        if not (len(self.shape) - 2 == len(self.pool_size) == len(self.strides) and len(self.pool_size) in OURS):
+            raise ValueError(
+                f"A case takes (batch, 1 to 3 spatial axes, channels) and one window size and stride per "
+                f"spatial axis. Received: shape={self.shape}, pool_size={self.pool_size}, strides={self.strides}"
+            )
+
+    @property
+    def kind(self):
+        return f"{len(self.pool_size)}D"
+
     @property
     def label(self):
-        (pm, pn), (sm, sn) = self.pool_size, self.strides
-        return f"{'x'.join(map(str, self.shape))} pool {pm}x{pn} stride {sm}x{sn} {self.padding}"
+        return f"{self.kind} {_dims(self.shape)} pool {_dims(self.pool_size)} stride {_dims(self.strides)} {self.padding}"
+
+    def layers(self, dtype=None):
+        """{"ours": keras_jax_pool's layer, "stock": the Keras layer it stands
+        in for}, both of this case's kind and arguments."""
+        ours = OURS[len(self.pool_size)]
+        return {
+            name: layer(self.pool_size, self.strides, self.padding, "channels_last", dtype=dtype)
+            for name, layer in (("ours", ours), ("stock", STOCK[ours]))
+        }
 
 
 DEFAULT_CASES = (
@@ -51,14 +86,44 @@ DEFAULT_CASES = (
     Case((32, 112, 112, 64), (3, 3), (2, 2), "same"),
     Case((8, 56, 56, 256), (2, 2), (2, 2), "valid"),
     Case((32, 28, 28, 3), (4, 4), (2, 2), "valid"),  # the original post's case
+    Case((32, 8192, 64), (2,), (2,), "valid"),
+    Case((32, 8192, 64), (3,), (2,), "same"),
+    Case((4, 32, 64, 64, 32), (2, 2, 2), (2, 2, 2), "valid"),
+    Case((4, 32, 64, 64, 32), (3, 3, 3), (2, 2, 2), "same"),
 )
+KINDS = ("1D", "2D", "3D")
+
+# Where our gradient differs from stock's on purpose: (backend, case kind) ->
+# why. The table marks such rows "fwd*" (outputs equal), not "NO".
+GRADIENT_DIFFERS_FROM_STOCK = {
+    ("tensorflow", "3D"): (
+        "stock's MaxPool3D gradient gives every tied maximum of a window the whole cotangent, ours the "
+        "first maximum alone (as TF's 2D MaxPool, JAX and torch do); stock also adds overlapping windows "
+        "in another order"
+    ),
+}
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_DTYPES = ("float32", "bfloat16")
 
 QUICK_CASES = (
     Case((4, 16, 16, 8), (2, 2), (2, 2), "valid"),
     Case((2, 15, 13, 4), (3, 3), (2, 2), "same"),
+    Case((4, 64, 8), (2,), (2,), "valid"),
+    Case((2, 31, 4), (3,), (2,), "same"),
+    Case((2, 4, 8, 8, 4), (2, 2, 2), (2, 2, 2), "valid"),
+    Case((1, 5, 7, 6, 3), (3, 3, 3), (2, 2, 2), "same"),
 )
+
+
+def of_kinds(kinds, cases=DEFAULT_CASES):
+    """The cases among `cases` whose kind ("1D", "2D", "3D", any case) is
+    one of `kinds`, in their order: `of_kinds(["1d", "3d"])` are the 1D and
+    3D rows alone."""
+    kinds = {k.upper() for k in kinds}
+    unknown = kinds - set(KINDS)
+    if unknown:
+        raise ValueError(f"Unknown case kinds {sorted(unknown)}; choose from {', '.join(KINDS)}.")
+    return tuple(case for case in cases if case.kind in kinds)
 
 
 # One harness per backend: given a layer, the input and a cotangent, return
@@ -175,7 +240,7 @@ def least_traffic_bytes(case, itemsize):
 
 
 def keras_output_shape(case):
-    return MaxPool2D(case.pool_size, case.strides, case.padding, "channels_last").compute_output_shape(case.shape)
+    return case.layers()["ours"].compute_output_shape(case.shape)
 
 
 def numpy_dtype(name):
@@ -188,14 +253,13 @@ def run_case(case, repeats, dtype, progress):
     rng = np.random.default_rng(0)
     x = np.maximum(rng.standard_normal(case.shape), 0).astype(numpy_dtype(dtype))  # after ReLU: many ties
     c = rng.standard_normal(keras_output_shape(case)).astype(numpy_dtype(dtype))
-    layers = {
-        "ours": MaxPool2D(case.pool_size, case.strides, case.padding, "channels_last", dtype=dtype),
-        "stock": keras.layers.MaxPooling2D(case.pool_size, case.strides, case.padding, "channels_last", dtype=dtype),
-    }
+    layers = case.layers(dtype)
     harnesses = {name: HARNESSES[backend](layer, x, c) for name, layer in layers.items()}
     (y_ours, g_ours), (y_stock, g_stock) = (h[2]() for h in harnesses.values())
     result = {
         "case": case.label,
+        "kind": case.kind,
+        "layer": type(layers["stock"]).__name__,
         "dtype": dtype,
         "shape": list(case.shape),
         "pool_size": list(case.pool_size),
@@ -239,16 +303,15 @@ def format_table(report):
         f"backend {report['backend']}, keras {report['keras']}, {', '.join(report['dtypes'])}; "
         f"copy bandwidth {report['copy_gbps']:.1f} GB/s (read + write); median of {report['repeats']}, ours and stock in turn",
         "",
-        f"{'case':<44} {'dtype':<9} {'fwd ms':>15} {'fwd':>6} {'fwd+bwd ms':>17} {'speedup':>8} {'floor':>6} {'ceiling':>8}"
+        f"{'case':<46} {'dtype':<9} {'fwd ms':>15} {'fwd':>6} {'fwd+bwd ms':>17} {'speedup':>8} {'floor':>6} {'ceiling':>8}"
         f" {'GB/s':>6} {'of copy':>8} {'peak MB':>15} {'exact':>6}",
-        f"{'':<44} {'':<9} {'ours / stock':>15} {'ratio':>6} {'ours / stock':>17} {'':>8} {'ms':>6} {'':>8}"
+        f"{'':<46} {'':<9} {'ours / stock':>15} {'ratio':>6} {'ours / stock':>17} {'':>8} {'ms':>6} {'':>8}"
         f" {'ours':>6} {'':>8} {'ours / stock':>15}",
     ]
     for r in report["cases"]:
         gbps = r.get("ours_forward_backward_gbps")
-        exact = r["output_equal"] and r["gradient_equal"] is not False
         lines.append(
-            f"{r['case']:<44} {r['dtype']:<9} "
+            f"{r['case']:<46} {r['dtype']:<9} "
             f"{_fmt(r['ours_forward_ms'], '.2f'):>7} / {_fmt(r['stock_forward_ms'], '.2f'):<5} "
             f"{_fmt(r['forward_ratio'], '.2f'):>6} "
             f"{_fmt(r.get('ours_forward_backward_ms'), '.1f'):>8} / {_fmt(r.get('stock_forward_backward_ms'), '.1f'):<6} "
@@ -258,15 +321,30 @@ def format_table(report):
             f"{_fmt(gbps, '.1f'):>6} "
             f"{_fmt(None if gbps is None else 100 * gbps / report['copy_gbps'], '.0f', '%'):>8} "
             f"{_fmt(r['ours_peak_mb'], '.1f'):>7} / {_fmt(r['stock_peak_mb'], '.1f'):<7} "
-            f"{'yes' if exact else 'NO':>6}"
+            f"{exactness(r, report['backend']):>6}"
         )
     lines += [
         "",
         "fwd ratio and speedup: stock time / our time (above 1: we are faster).",
         "floor: x * 2 compiled alike (reads x, writes a fresh array of its size), the least a gradient costs here;",
         "ceiling: stock fwd+bwd / floor, the largest speedup this machine allows.",
+        "exact: outputs and gradients bit-identical to stock's.",
     ]
+    for (backend, kind), why in GRADIENT_DIFFERS_FROM_STOCK.items():
+        if any(exactness(r, report["backend"]) == "fwd*" and r["kind"] == kind for r in report["cases"]):
+            lines.append(f"fwd*: outputs bit-identical, gradients not: on {backend}, {kind}, {why}.")
     return "\n".join(lines)
+
+
+def exactness(row, backend):
+    """The table's "exact" cell: "yes", "NO", or "fwd*" where only the
+    gradient differs from stock's, as GRADIENT_DIFFERS_FROM_STOCK says it
+    does on this backend for this kind of case."""
+    if not row["output_equal"]:
+        return "NO"
+    if row["gradient_equal"] is not False:
+        return "yes"
+    return "fwd*" if (backend, row["kind"]) in GRADIENT_DIFFERS_FROM_STOCK else "NO"
 
 
 def plot(report, path):
@@ -278,14 +356,16 @@ def plot(report, path):
     cases = report["cases"]
     # The gradient where the backend has one (numpy has none), else the forward.
     metric, ratio = ("forward_backward", "speedup") if all("speedup" in r for r in cases) else ("forward", "forward_ratio")
-    labels = [r["case"].replace(" pool", "\npool") + f"\n{r['dtype']}" for r in cases]
+    labels = [r["case"].replace(" pool", "\npool").replace(" stride", "\nstride") + f"\n{r['dtype']}" for r in cases]
+    # The layers' names, "MaxPooling2D" or "MaxPooling1D/2D/3D" for several kinds.
+    kinds = "/".join(sorted({r["layer"].removeprefix("MaxPooling") for r in cases}))
     positions = np.arange(len(cases))
-    fig, ax = plt.subplots(figsize=(max(6, 2.2 * len(cases)), 4.5))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(cases)), 5))
     for offset, name, color in ((-0.2, "stock", "#999999"), (0.2, "ours", "#1f77b4")):
-        label = "stock keras.layers.MaxPooling2D" if name == "stock" else "keras_jax_pool.MaxPool2D"
+        label = f"stock keras.layers.MaxPooling{kinds}" if name == "stock" else f"keras_jax_pool.MaxPool{kinds}"
         ax.bar(positions + offset, [r[f"{name}_{metric}_ms"] for r in cases], 0.4, label=label, color=color)
     for i, r in enumerate(cases):
-        ax.annotate(f"{r[ratio]:.1f}x", (i + 0.2, r[f"ours_{metric}_ms"]), ha="center", va="bottom")
+        ax.annotate(f"{r[ratio]:.1f}x", (i + 0.2, r[f"ours_{metric}_ms"]), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(positions, labels, fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel(f"{metric.replace('_', ' + ')}, ms (log scale)")

@@ -7,7 +7,9 @@ around it. So this times the steps a user runs, as Keras runs them:
 `train_on_batch` (the compiled train step that `fit` calls for each batch)
 and `predict_on_batch` (the compiled predict step), with the same weights
 (swap_in copies them) and the same batch for both models. Before timing it
-checks that both models predict the same on that batch. Under JAX it also
+checks that both models predict the same on that batch, and that swap_in
+replaced every stock MaxPooling1D/2D/3D (a row where it did not is flagged:
+it would time stock against stock there). Under JAX it also
 counts the fusions and conditionals XLA:CPU compiles the forward pass into.
 
 As in the op bench, ours and stock are timed in turn, repeat after repeat,
@@ -27,6 +29,7 @@ import keras
 import numpy as np
 
 from keras_jax_pool import bench
+from keras_jax_pool.layers import STOCK
 from keras_jax_pool.surgery import swap_in
 
 
@@ -61,14 +64,26 @@ def application(name):
     return build
 
 
-# The models `--models` picks from. A Conv1D or Conv3D model is one more entry.
+# The models `--models` picks from. conv1d and conv3d are sized so that
+# each step takes well under a second on a 2-core CPU (3D convolutions are
+# slow there: one convolution per block, narrow).
 MODELS = {
     "cifar": ModelSpec(conv_pool_net, (32, 32, 3), 128),
+    "conv1d": ModelSpec(
+        functools.partial(conv_pool_net, conv=keras.layers.Conv1D, pool=keras.layers.MaxPooling1D), (1024, 16), 32
+    ),
+    "conv3d": ModelSpec(
+        functools.partial(
+            conv_pool_net, widths=(8, 16, 32), convs=1, conv=keras.layers.Conv3D, pool=keras.layers.MaxPooling3D
+        ),
+        (16, 32, 32, 3),
+        8,
+    ),
     "vgg16": ModelSpec(application("VGG16"), (64, 64, 3), 32),
     "resnet50": ModelSpec(application("ResNet50"), (64, 64, 3), 32),
     "tiny": ModelSpec(functools.partial(conv_pool_net, widths=(4, 8), convs=1), (8, 8, 3), 4),  # a smoke run
 }
-DEFAULT_MODELS = ("cifar", "vgg16", "resnet50")  # `all`; tiny is only for smoke runs
+DEFAULT_MODELS = ("cifar", "conv1d", "conv3d", "vgg16", "resnet50")  # `all`; tiny is only for smoke runs
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 DEFAULT_POLICIES = ("float32", "mixed_bfloat16")
 
@@ -114,6 +129,12 @@ def swapped_layers(stock, ours):
     return sum(type(a) is not type(b) for a, b in pairs)
 
 
+def stock_pools(model):
+    """How many stock max-pooling layers (1D, 2D or 3D) `model` holds: what
+    swap_in should replace."""
+    return sum(type(layer) in STOCK.values() for layer in model._flatten_layers(include_self=False))
+
+
 def run_model(name, policy, repeats, log):
     spec = MODELS[name]
     label = f"{name} {policy}"
@@ -130,9 +151,12 @@ def run_model(name, policy, repeats, log):
         "batch": spec.batch,
         "input_shape": list(spec.input_shape),
         "layers_swapped": swapped_layers(models["stock"], models["ours"]),
+        "stock_pools": stock_pools(models["stock"]),
         **compare_predictions(models, x, "before_fit"),
         "hlo": None,
     }
+    if result["layers_swapped"] != result["stock_pools"]:
+        log(f"WARNING: {_unswapped(result)}")
     if keras.backend.backend() == "jax":
         log(f"{label}: counting fusions in the compiled forward")
         result["hlo"] = {kind: hlo_counts(model, x) for kind, model in models.items()}
@@ -167,6 +191,17 @@ def _yes(flag):
     return "yes" if flag else "no"
 
 
+def _swapped_cell(row):
+    return f"{row['layers_swapped']}/{row['stock_pools']}"
+
+
+def _unswapped(row):
+    return (
+        f"{row['model']} {row['policy']}: swap_in replaced {row['layers_swapped']} layer(s) of a model with "
+        f"{row['stock_pools']} stock max-pooling layer(s); that row does not time ours against stock alone"
+    )
+
+
 def _hlo_cell(hlo):
     if hlo is None:
         return "-"
@@ -177,14 +212,14 @@ def format_table(report):
     lines = [
         f"whole models, backend {report['backend']} {report['backend_version']}, keras {report['keras']}; median of {report['repeats']}, ours and stock in turn",
         "",
-        f"{'model':<9} {'policy':<15} {'batch':>5} {'fit ms':>19} {'fit':>6} {'predict ms':>19} {'predict':>7}"
+        f"{'model':<9} {'policy':<15} {'batch':>5} {'swapped':>7} {'fit ms':>19} {'fit':>6} {'predict ms':>19} {'predict':>7}"
         f" {'equal':>7} {'max diff':>9} {'HLO fusions(ynn) conds':>23}",
-        f"{'':<9} {'':<15} {'':>5} {'ours / stock':>19} {'ratio':>6} {'ours / stock':>19} {'ratio':>7}"
+        f"{'':<9} {'':<15} {'':>5} {'/ pools':>7} {'ours / stock':>19} {'ratio':>6} {'ours / stock':>19} {'ratio':>7}"
         f" {'bef/aft':>7} {'':>9} {'ours / stock':>23}",
     ]
     for r in report["models"]:
         lines.append(
-            f"{r['model']:<9} {r['policy']:<15} {r['batch']:>5} "
+            f"{r['model']:<9} {r['policy']:<15} {r['batch']:>5} {_swapped_cell(r):>7} "
             f"{r['ours_fit_ms']:>9.1f} / {r['stock_fit_ms']:<7.1f} {r['fit_ratio']:>6.2f} "
             f"{r['ours_predict_ms']:>9.1f} / {r['stock_predict_ms']:<7.1f} {r['predict_ratio']:>7.2f} "
             f"{_yes(r['equal_before_fit']) + '/' + _yes(r['equal_after_fit']):>7} "
@@ -192,10 +227,14 @@ def format_table(report):
         )
     lines += [
         "",
+        "swapped / pools: layers swap_in replaced / stock max-pooling layers in the model.",
         "fit: model.train_on_batch (the train step fit runs per batch); predict: model.predict_on_batch.",
         "ratio: stock time / our time (above 1: we are faster).",
         "equal: the same predictions on the batch, bit for bit, before and after the fit steps; max diff: the largest difference.",
     ]
+    for r in report["models"]:
+        if r["layers_swapped"] != r["stock_pools"]:
+            lines.append(f"WARNING: {_unswapped(r)}.")
     if any(r["hlo"] for r in report["models"]):
         lines.append("HLO: fusions (of which YNNPACK) and conditionals in the entry of the compiled forward (jax.jit).")
     lines.append(f"The whole run took {report['seconds']:.0f} s.")

@@ -156,7 +156,7 @@ def build_parser():
         const="all",
         type=_names("model", _models),
         help="time fit and predict steps of whole models, stock against swap_in: comma-separated "
-        "(cifar, vgg16, resnet50, tiny) or all (the first three; the default)",
+        "(cifar, conv1d, conv3d, vgg16, resnet50, tiny) or all (all but tiny; the default)",
     )
     bench.add_argument(
         "--policy",
