@@ -442,8 +442,19 @@ def _select_tangent(t, index, geo):
             # The transpose's sum of the terms after this one is inexact only
             # if it adds two real cotangents (not the never-selected term).
             if narrow and sum(k < len(geo.offsets) for k, _ in terms[p + 1 :]) >= 2:
-                plane = plane.astype(t.dtype).astype(jnp.float32)
+                plane = _rounded(plane, t.dtype)
     return dy.astype(t.dtype)
+
+
+def _rounded(v, dtype):
+    """float32 `v` rounded to `dtype` (bfloat16 or float16), kept in float32:
+    linear for JAX, which transposes it into the same rounding. For bfloat16
+    (float32's exponent) `reduce_precision` is the same rounding, bit for bit,
+    in integer operations, where XLA:CPU converts to bfloat16 and back in a
+    slow software routine; for float16 it would flush subnormals to zero."""
+    if dtype == jnp.bfloat16:
+        return lax.reduce_precision(v, exponent_bits=8, mantissa_bits=7)
+    return v.astype(dtype).astype(jnp.float32)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
