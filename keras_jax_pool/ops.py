@@ -53,26 +53,11 @@ def max_pool(inputs, pool_size, strides=None, padding="valid", data_format=None)
 
 
 def max_pool2d(inputs, pool_size, strides=None, padding="valid", data_format=None):
-    """Max pooling over the two spatial axes of a 4-D tensor: `max_pool`
-    for 2D only.
+    """`max_pool` for 4-D input alone: max pooling over height and width.
 
-    Args:
-        inputs: 4-D tensor, (batch, height, width, channels) for
-            "channels_last" or (batch, channels, height, width) for
-            "channels_first".
-        pool_size: int or tuple of 2 ints, the window's (rows, cols).
-        strides: int, tuple of 2 ints, or `None` (meaning `pool_size`).
-        padding: "valid" or "same", in any case.
-        data_format: "channels_last", "channels_first", or `None` for
-            `keras.config.image_data_format()`.
-
-    Returns:
-        The pooled tensor, of the input's dtype and layout.
-
-    Raises:
-        TypeError: as `max_pool`.
-        ValueError: for a bad argument (named, with the value received), an
-            input that is not 4-D, or a "valid" window larger than the input.
+    Takes `max_pool`'s arguments, with `pool_size` and `strides` an int or a
+    tuple of 2 ints, (rows, cols), and raises as it does; also a
+    `ValueError` for input that is not 4-D.
 
     Example:
     >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
