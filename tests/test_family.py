@@ -18,8 +18,8 @@ any input; `test_stock_tensorflow_3d_gradient_of_ties_as_recorded` records
 stock's behaviour.
 
 Where ours does not keep a promise yet, the case is a strict xfail naming
-the backend module that needs the fix (TF_3D_SUM_ORDER,
-TORCH_CHANNELS_LAST_INDEX_BUG, the tape outside a tf.function).
+the backend module that needs the fix (TF_3D_SUM_ORDER, the tape outside a
+tf.function).
 """
 
 import itertools
@@ -498,20 +498,11 @@ def test_stock_gradient_of_nan_window_as_recorded(dims):
 
 # More spatial positions than 255, the largest an 8-bit type counts to.
 DTYPE_SHAPES = {1: (2, 260, 3), 2: (2, 17, 16, 3), 3: (2, 7, 6, 7, 3)}
-TORCH_CHANNELS_LAST_INDEX_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="backends/torch.py: a channels_last integer input with more spatial positions than its "
-    "dtype's maximum (127 for int8, 255 for uint8, 32767 for int16) raises RuntimeError: the permuted "
-    "tensor reaches torch's channels-last CPU max-pool kernel, which counts positions in the input's "
-    "dtype; stock makes it contiguous first",
-)
 
 
 def _dtype_cases(kinds):
     for dims, dtype, data_format in itertools.product(kinds, POOLABLE, DATA_FORMATS):
-        bug = BACKEND == "torch" and dtype in ("int8", "uint8") and data_format == "channels_last"
-        marks = [TORCH_CHANNELS_LAST_INDEX_BUG] if bug else []
-        yield pytest.param(dims, dtype, data_format, marks=marks, id=f"{dims}d-{dtype}-{data_format[9:]}")
+        yield pytest.param(dims, dtype, data_format, id=f"{dims}d-{dtype}-{data_format[9:]}")
 
 
 @pytest.mark.parametrize("dims, dtype, data_format", _dtype_cases([1, 2, 3]))

@@ -60,7 +60,10 @@ def max_pool(inputs, pool_size, strides, padding, data_format):
         return max_pool(x.unsqueeze(axis), (1, *pool_size), (1, *strides), padding, data_format).squeeze(axis)
     dims = len(pool_size)
     if data_format == "channels_last":
-        x = x.permute(0, dims + 1, *range(1, dims + 1))
+        # Contiguous, as stock's: a permuted view reaches torch's
+        # channels-last kernel, which counts positions in the input's dtype
+        # (an int8 image of over 127 positions fails).
+        x = x.permute(0, dims + 1, *range(1, dims + 1)).contiguous()
     if padding == "same":
         pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], pool_size, strides)]
         if any(low or high for low, high in pads):
