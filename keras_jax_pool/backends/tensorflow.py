@@ -1,9 +1,18 @@
-"""Max pooling for the TensorFlow backend, through TensorFlow's MaxPool op
-(1D pooling is 2D pooling with a window of height 1, as in
-`tf.nn.max_pool1d`) and MaxPool3D. For dtypes MaxPool3D has no kernel for,
-and for its gradient (which gives each of a window's tied maxima the whole
-cotangent), 3D pooling is two 2D poolings: over height and width, then over
-depth.
+"""Max pooling for the TensorFlow backend, through TensorFlow's MaxPool op:
+1D pooling is 2D pooling with a window of height 1, as in
+`tf.nn.max_pool1d`, and 3D pooling two 2D poolings, over height and width,
+then over depth. Not TF's MaxPool3D op: its gradient gives each of a
+window's tied maxima the whole cotangent; it has no kernel for float16,
+float64 or integers; LiteRT has no builtin for it (a .tflite of it needs the
+Flex delegate); and a custom gradient around it puts an IdentityN op in the
+graph, which OpenVINO's converter turns into an extra output of the model
+(overriding the op's gradient instead fails `tf.saved_model.save`, which
+traces gradient functions without their op).
+With the two 2D poolings, the forward in a tf.function on CPU takes 1.0 to
+1.6x as long as with MaxPool3D (float32 volumes of 2 to 17 million values,
+2x2x2 and 3x3x3 windows, the finiteness sum below included); forward and
+gradient take no longer than MaxPool3D with a custom gradient, which
+recomputed the two poolings.
 
 TensorFlow's MaxPool kernels (CPU, XLA's, and LiteRT's in exported models)
 drop NaN: a window holding a NaN gives the maximum of its other elements, an
@@ -37,10 +46,6 @@ POOLABLE_DTYPES = (
     tf.int32,
     tf.int64,
 )
-
-
-# The dtypes of TensorFlow's MaxPool3D CPU kernel.
-_MAX_POOL_3D_DTYPES = (tf.bfloat16, tf.float32)
 
 
 @functools.cache
@@ -89,33 +94,16 @@ def _max_pool(x, pool_size, strides, padding, channels_last):
     if len(pool_size) == 2:
         layout = "NHWC" if channels_last else "NCHW"
         return tf.raw_ops.MaxPool(input=x, ksize=window, strides=steps, padding=padding.upper(), data_format=layout)
-    if x.dtype not in _MAX_POOL_3D_DTYPES:
-        return _max_pool_3d_as_2d(x, pool_size, strides, padding)
-
-    @tf.custom_gradient
-    def max_pool_3d(x):
-        # MaxPool3D's own gradient gives every maximum of a window the
-        # window's whole cotangent, where TF's 2D MaxPool (and JAX, torch and
-        # the reference) send it to the first maximum alone: that one is
-        # taken, from the two-step pooling.
-        def grad(dy):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                taken = _max_pool_3d_as_2d(x, pool_size, strides, padding)
-            return tape.gradient(taken, x, output_gradients=dy)
-
-        y = tf.raw_ops.MaxPool3D(input=x, ksize=window, strides=steps, padding=padding.upper(), data_format="NDHWC")
-        return y, grad
-
-    return max_pool_3d(x)
+    return _max_pool_3d_as_2d(x, pool_size, strides, padding)
 
 
 def _max_pool_3d_as_2d(x, pool_size, strides, padding):
     """3D max pooling (NDHWC) as two 2D poolings, each a MaxPool op: over
     height and width of every depth slice, then over depth. Max is
-    associative, so the values are the same; and the gradient goes to the
-    first maximum in (depth, height, width) order, as MaxPool3D's does: the
-    first depth holding the maximum, and in it the first position."""
+    associative, so the values are MaxPool3D's; and the gradient goes to the
+    first maximum in (depth, height, width) order, as 2D MaxPool's goes to
+    the first in (height, width) order: the first depth holding the maximum,
+    and in it the first position."""
     shape = tf.shape(x)
     planes = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
     planes = _max_pool(planes, pool_size[1:], strides[1:], padding, True)
