@@ -169,14 +169,7 @@ NOT_INSTALLABLE = {
 # Where ours does not serve yet what it must, and which module needs the fix:
 # (backend, format, check) for every kind, or (backend, format, check, dims).
 # Strict: a fix makes the test fail until its entry is removed.
-OURS_PENDING = {
-    ("jax", "onnx", "finite"): "backends/jax.py: lax.platform_dependent has no jax2onnx lowering "
-    "(No plugins registered for primitive 'platform_index'), and a 4-axis reduce_window max "
-    "becomes a MaxPool onnxruntime refuses",
-    ("jax", "tf_saved_model", "nan"): "backends/jax.py: the artifact runs TensorFlow's XLA, whose "
-    "max drops NaN (lax.max(1, nan) is 1 there, and reduce_window max alike), and the "
-    "platform_dependent branch without the NaN guard is baked in",
-}
+OURS_PENDING = {}
 
 
 def _recorded(table, *key, dims):
@@ -366,6 +359,25 @@ def test_ours_1d_3d_serve_and_keep_nan(fmt, dims, tmp_path, rng):
     model, path = _export(OURS[dims], fmt, tmp_path, finite, dims)
     served_finite, served_with_nan = _serve(fmt, path, [finite, with_nan], tmp_path)
     _compare(served_finite, model, finite)
+    _assert_keeps_nan(served_with_nan, model, with_nan)
+
+
+@pytest.mark.skipif(BACKEND != "jax", reason="exercises the JAX backend's export path")
+def test_ours_3d_pooling_alone_serves_from_jax_to_onnx(tmp_path, rng):
+    """jax2onnx cannot lower the 3D model's Conv3D (stock's and ours); the
+    pooling layers alone export, and onnxruntime runs them, NaN kept."""
+    _skip_unless_installed("onnx")
+    inputs = keras.Input((*SPATIAL, 2))
+    pools = _pools(3)
+    model = keras.Model(inputs, [kjp.MaxPool3D(**pools[name])(inputs) for name in ("same", "valid")])
+    finite = _inputs(rng, "onnx", 3)
+    with_nan = _with_nan(finite)
+    model(finite)
+    path = tmp_path / FILE_NAMES["onnx"]
+    model.export(str(path), format="onnx", verbose=False)
+    served_finite, served_with_nan = _serve("onnx", path, [finite, with_nan], tmp_path)
+    for served, expected in zip(served_finite, model(finite)):
+        np.testing.assert_array_equal(served, to_numpy(expected))
     _assert_keeps_nan(served_with_nan, model, with_nan)
 
 
