@@ -26,6 +26,7 @@ buffer never shows). Stock / floor is the largest speedup this machine allows.
 
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -330,6 +331,9 @@ def format_table(report):
         "ceiling: stock fwd+bwd / floor, the largest speedup this machine allows.",
         "exact: outputs and gradients bit-identical to stock's.",
     ]
+    note = busy_note(report["cases"], lambda r: f"{r['case']} {r['dtype']}")
+    if note:
+        lines.append(note)
     for (backend, kind), why in GRADIENT_DIFFERS_FROM_STOCK.items():
         if any(exactness(r, report["backend"]) == "fwd*" and r["kind"] == kind for r in report["cases"]):
             lines.append(f"fwd*: outputs bit-identical, gradients not: on {backend}, {kind}, {why}.")
@@ -388,6 +392,26 @@ def write_json(report, path):
         tmp.write_text(json.dumps(report, indent=2))
 
 
+def load_average():
+    """The 1-minute load average (runnable processes), None where the system
+    has none: each row records it before and after, as other work on the
+    machine slows what it times."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_note(rows, label):
+    """A line naming the rows timed while the load average was above the
+    number of CPUs, or None."""
+    cpus = os.cpu_count() or 1
+    busy = [label(r) for r in rows if max(filter(None, r.get("load_average") or []), default=0) > cpus]
+    if not busy:
+        return None
+    return f"busy machine: the load average was above {cpus} (the CPUs) while timing {', '.join(busy)}; those times are less reliable."
+
+
 def progress(message):
     """A line on stderr, so that a long run shows what it is doing."""
     print(f"  ... {message}", file=sys.stderr, flush=True)
@@ -406,7 +430,9 @@ def run(cases=DEFAULT_CASES, repeats=9, dtypes=DEFAULT_DTYPES, json_path=None, p
     rows = [(case, dtype) for case in cases for dtype in dtypes]
     for i, (case, dtype) in enumerate(rows, 1):
         progress(f"[{i}/{len(rows)}] {case.label} {dtype}")
+        before = load_average()
         report["cases"].append(run_case(case, repeats, dtype, progress))
+        report["cases"][-1]["load_average"] = [before, load_average()]
     print(format_table(report), file=stream or sys.stdout)
     if json_path:
         write_json(report, json_path)

@@ -232,6 +232,9 @@ def format_table(report):
         "ratio: stock time / our time (above 1: we are faster).",
         "equal: the same predictions on the batch, bit for bit, before and after the fit steps; max diff: the largest difference.",
     ]
+    note = bench.busy_note(report["models"], lambda r: f"{r['model']} {r['policy']}")
+    if note:
+        lines.append(note)
     for r in report["models"]:
         if r["layers_swapped"] != r["stock_pools"]:
             lines.append(f"WARNING: {_unswapped(r)}.")
@@ -275,7 +278,9 @@ def run(models=DEFAULT_MODELS, policies=DEFAULT_POLICIES, repeats=3, json_path=N
     rows = [(name, policy) for name in models for policy in policies]
     start = time.perf_counter()
     for i, (name, policy) in enumerate(rows, 1):
+        before = bench.load_average()
         report["models"].append(run_model(name, policy, repeats, lambda m, i=i: bench.progress(f"[{i}/{len(rows)}] {m}")))
+        report["models"][-1]["load_average"] = [before, bench.load_average()]
     report["seconds"] = time.perf_counter() - start
     print(format_table(report), file=stream or sys.stdout)
     if json_path:

@@ -138,6 +138,9 @@ def test_table_explains_a_known_gradient_difference():
     report["backend"] = "jax"
     table = bench.format_table(report)
     assert table.splitlines()[4].split()[-1] == "NO" and "fwd*" not in table
+    assert "busy machine" not in table
+    row["load_average"] = [1.0, 1e6]
+    assert f"while timing {row['case']} float32;" in bench.format_table(report)
 
 
 def test_ratios_follow_from_the_timings(quick_report):
@@ -153,6 +156,19 @@ def test_ratios_follow_from_the_timings(quick_report):
         assert r["case"].split() + [r["dtype"]] in [row[: len(r["case"].split()) + 1] for row in rows]
     assert f"backend {BACKEND}" in table
     assert "median of 1, ours and stock in turn" in table
+
+
+def test_each_row_records_the_load_average_around_it(quick_report):
+    report, _, _ = quick_report
+    for r in report["cases"]:
+        assert len(r["load_average"]) == 2 and all(v is None or v >= 0 for v in r["load_average"])
+
+
+def test_busy_note_names_rows_timed_above_the_cpu_count(monkeypatch):
+    monkeypatch.setattr(bench.os, "cpu_count", lambda: 2)
+    rows = [{"n": "a", "load_average": [1.0, 2.0]}, {"n": "b", "load_average": [2.6, 1.0]}, {"n": "c", "load_average": [None, None]}]
+    assert bench.busy_note(rows, lambda r: r["n"]).startswith("busy machine: the load average was above 2 (the CPUs) while timing b;")
+    assert bench.busy_note(rows[::2] + [{"n": "d"}], lambda r: r["n"]) is None
 
 
 def test_interleaved_timing_runs_each_callable_in_turn():
@@ -254,6 +270,7 @@ def test_models_bench_reports_each_model_and_policy(models_run):
     report, _, _, _ = models_run
     assert (report["backend"], report["repeats"], report["keras"]) == (BACKEND, 1, keras.__version__)
     assert [(r["model"], r["policy"]) for r in report["models"]] == [("tiny", p) for p in POLICIES]
+    assert all(len(r["load_average"]) == 2 for r in report["models"])
     for r in report["models"]:
         for step in ("fit", "predict"):
             assert r[f"{step}_ratio"] == pytest.approx(r[f"stock_{step}_ms"] / r[f"ours_{step}_ms"])
@@ -333,6 +350,9 @@ def test_models_table_warns_of_a_model_not_swapped():
     assert "WARNING: conv3d float32: swap_in replaced 1 layer(s) of a model with 3 stock max-pooling layer(s)" in table
     row["layers_swapped"] = 3
     assert "WARNING" not in bench_models.format_table(report)
+    assert "busy machine" not in bench_models.format_table(report)
+    row["load_average"] = [1e6, 0.0]
+    assert "while timing conv3d float32;" in bench_models.format_table(report)
 
 
 @only_on("jax")
