@@ -403,13 +403,13 @@ def load_average():
 
 
 def busy_note(rows, label):
-    """A line naming the rows timed while the load average was above the
-    number of CPUs, or None."""
-    cpus = os.cpu_count() or 1
-    busy = [label(r) for r in rows if max(filter(None, r.get("load_average") or []), default=0) > cpus]
+    """A line naming the rows timed while the load average was above 1.25
+    per CPU (the bench's own threads count for up to one per CPU), or None."""
+    limit = 1.25 * (os.cpu_count() or 1)
+    busy = [label(r) for r in rows if max(filter(None, r.get("load_average") or []), default=0) > limit]
     if not busy:
         return None
-    return f"busy machine: the load average was above {cpus} (the CPUs) while timing {', '.join(busy)}; those times are less reliable."
+    return f"busy machine: the load average was above {limit:g} while timing {', '.join(busy)}; those times are less reliable."
 
 
 def progress(message):
