@@ -409,7 +409,8 @@ def busy_note(rows, label):
     busy = [label(r) for r in rows if max(filter(None, r.get("load_average") or []), default=0) > limit]
     if not busy:
         return None
-    return f"busy machine: the load average was above {limit:g} while timing {', '.join(busy)}; those times are less reliable."
+    which = "every row" if len(busy) == len(rows) else ", ".join(busy)
+    return f"busy machine: the load average was above {limit:g} while timing {which}; those times are less reliable."
 
 
 def progress(message):

@@ -169,6 +169,7 @@ def test_busy_note_names_rows_timed_above_the_cpu_count(monkeypatch):
     rows = [{"n": "a", "load_average": [1.0, 2.5]}, {"n": "b", "load_average": [2.6, 1.0]}, {"n": "c", "load_average": [None, None]}]
     assert bench.busy_note(rows, lambda r: r["n"]).startswith("busy machine: the load average was above 2.5 while timing b;")
     assert bench.busy_note(rows[::2] + [{"n": "d"}], lambda r: r["n"]) is None
+    assert "while timing every row;" in bench.busy_note(rows[1:2] * 2, lambda r: r["n"])
 
 
 def test_interleaved_timing_runs_each_callable_in_turn():
