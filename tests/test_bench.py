@@ -139,6 +139,7 @@ def test_table_explains_a_known_gradient_difference():
     table = bench.format_table(report)
     assert table.splitlines()[4].split()[-1] == "NO" and "fwd*" not in table
     assert "busy machine" not in table
+    report["cases"].append(row | {"dtype": "bfloat16"})
     row["load_average"] = [1.0, 1e6]
     assert f"while timing {row['case']} float32;" in bench.format_table(report)
 
@@ -352,6 +353,7 @@ def test_models_table_warns_of_a_model_not_swapped():
     row["layers_swapped"] = 3
     assert "WARNING" not in bench_models.format_table(report)
     assert "busy machine" not in bench_models.format_table(report)
+    report["models"].append(row | {"policy": "mixed_bfloat16"})
     row["load_average"] = [1e6, 0.0]
     assert "while timing conv3d float32;" in bench_models.format_table(report)
 
