@@ -125,7 +125,13 @@ class TestJaxFormulations:
         geo = self._geometry(x, pool_size, strides, padding)
         ours = _optimized_hlo(jax.jit(lambda v: kjp.max_pool(v, pool_size, strides, padding)), x)
         stock = _optimized_hlo(jax.jit(lambda v: keras.ops.max_pool(v, pool_size, strides, padding)), x)
-        assert (ours == stock) == (jax_backend._cpu_forward(geo, x.dtype) is jax_backend._reduce_window_max)
+        if jax_backend._cpu_forward(geo, x.dtype) is jax_backend._reduce_window_max:
+            assert ours == stock
+        elif len(pool_size) < 3:
+            # The elements' max is another program; over three axes XLA may
+            # turn it back into a reduce_window (which keeps NaN there:
+            # test_cpu_choice_keeps_nan_as_recorded).
+            assert ours != stock
 
     def test_unchecked_jaxlib_versions_check_every_window(self, monkeypatch, rng):
         import jax
