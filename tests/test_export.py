@@ -157,8 +157,8 @@ STOCK_CANNOT = {
 OURS_BEYOND_STOCK = {
     ("jax", "onnx", 2),
     ("tensorflow", "litert", 3),  # two 2D MaxPool ops: LiteRT builtins
-    ("torch", "onnx", 1),  # max_pool2d, its padding applied by F.pad
-    ("torch", "openvino", 1),  # max_pool2d
+    ("torch", "onnx", 1),  # max_pool1d without padding arguments: F.pad pads first
+    ("torch", "openvino", 1),  # likewise
 }
 # Where no exporter can be installed with the pinned stack: skipped.
 NOT_INSTALLABLE = {

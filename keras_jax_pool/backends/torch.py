@@ -1,5 +1,6 @@
-"""Max pooling for the torch backend, through `torch.nn.functional.max_pool2d`
-and `max_pool3d` (1D pooling is 2D pooling with a window of height 1).
+"""Max pooling for the torch backend, through `torch.nn.functional`'s
+`max_pool1d`, `max_pool2d` and `max_pool3d` (1D pooling of integers, which
+`max_pool1d` lacks, is 2D pooling with a window of height 1).
 
 Torch pools channels-first only, and pads symmetrically only; "same" padding
 is placed as in TF and XLA (odd element on the high side) with -inf, so that
@@ -53,9 +54,9 @@ def max_pool(inputs, pool_size, strides, padding, data_format):
             f"max_pool2d supports {names}). Received: inputs.dtype="
             f"{str(x.dtype).removeprefix('torch.')}"
         )
-    if len(pool_size) == 1:
+    if len(pool_size) == 1 and not x.dtype.is_floating_point:
         # As a 2D pooling with a window of height 1: torch's max_pool1d pools
-        # floats only, and computes through max_pool2d's kernels anyway.
+        # floats only (and is faster for them than max_pool2d).
         axis = 1 if data_format == "channels_last" else 2
         return max_pool(x.unsqueeze(axis), (1, *pool_size), (1, *strides), padding, data_format).squeeze(axis)
     dims = len(pool_size)
@@ -92,8 +93,8 @@ def max_pool(inputs, pool_size, strides, padding, data_format):
     return y
 
 
-# Torch's pooling of 2 and 3 spatial axes (channels first, no padding).
-_POOL = {2: F.max_pool2d, 3: F.max_pool3d}
+# Torch's pooling of 1, 2 and 3 spatial axes (channels first, no padding).
+_POOL = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 
 
 def _routed_to_first_nan(x, y, pool_size, strides):
