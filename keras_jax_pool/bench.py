@@ -141,12 +141,33 @@ def _jax_harness(layer, x, c):
     peak = None
     if memory is not None:
         peak = memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
+    calls = 1 if jax.default_backend() == "cpu" else ACCELERATOR_CALLS
     return (
-        lambda: forward(x).block_until_ready(),
-        lambda: grad(x).block_until_ready(),
+        _calls(forward, x, calls),
+        _calls(grad, x, calls),
         lambda: (np.asarray(forward(x)), np.asarray(grad(x))),
         peak,
     )
+
+
+# On an accelerator a call of a compiled function returns before the device
+# is done, and one pooling takes tens of microseconds, about what a call's
+# dispatch costs: each timed sample there runs this many calls back to back,
+# as a training loop does, and waits for the last.
+ACCELERATOR_CALLS = 20
+
+
+def _calls(fn, x, calls):
+    """A callable running `fn(x)` `calls` times and waiting for the last;
+    `interleaved_median_ms` divides its time by `calls`."""
+
+    def run():
+        for _ in range(calls - 1):
+            fn(x)
+        return fn(x).block_until_ready()
+
+    run.calls = calls
+    return run
 
 
 def _tensorflow_harness(layer, x, c):
@@ -221,12 +242,31 @@ def interleaved_median_ms(fns, repeats):
             fn()
             start = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append((time.perf_counter() - start) / getattr(fn, "calls", 1))
     return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
+def device():
+    """What the backend computes on: the accelerator's name under JAX when it
+    has one (e.g. "NVIDIA H200"), else "cpu"."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if jax.default_backend() != "cpu":
+            return jax.devices()[0].device_kind
+    return "cpu"
+
+
 def copy_bandwidth_gbps(nbytes=256 * 2**20, repeats=5):
-    """Bytes read plus bytes written per second by a plain numpy copy."""
+    """Bytes read plus bytes written per second by a plain copy: numpy's on
+    the host, a compiled `x * 2` on an accelerator."""
+    if device() != "cpu":
+        import jax
+        import jax.numpy as jnp
+
+        src = jnp.ones(nbytes // 4, dtype=jnp.float32)
+        ms = median_ms(_calls(jax.jit(lambda v: v * 2), src, ACCELERATOR_CALLS), repeats)
+        return 2 * nbytes / (ms * 1e-3) / 1e9
     src = np.ones(nbytes // 4, dtype=np.float32)
     dst = np.empty_like(src)
     ms = median_ms(lambda: np.copyto(dst, src), repeats)
@@ -301,7 +341,7 @@ def _fmt(value, spec, suffix=""):
 
 def format_table(report):
     lines = [
-        f"backend {report['backend']}, keras {report['keras']}, {', '.join(report['dtypes'])}; "
+        f"backend {report['backend']} on {report.get('device', 'cpu')}, keras {report['keras']}, {', '.join(report['dtypes'])}; "
         f"copy bandwidth {report['copy_gbps']:.1f} GB/s (read + write); median of {report['repeats']}, ours and stock in turn",
         "",
         f"{'case':<46} {'dtype':<9} {'fwd ms':>15} {'fwd':>6} {'fwd+bwd ms':>17} {'speedup':>8} {'floor':>6} {'ceiling':>8}"
@@ -423,6 +463,7 @@ def run(cases=DEFAULT_CASES, repeats=9, dtypes=DEFAULT_DTYPES, json_path=None, p
     report = {
         "backend": keras.backend.backend(),
         "keras": keras.__version__,
+        "device": device(),
         "dtypes": list(dtypes),
         "repeats": repeats,
         "copy_gbps": copy_bandwidth_gbps(),
