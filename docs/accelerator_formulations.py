@@ -25,6 +25,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from keras_jax_pool import bench, reference
 from keras_jax_pool.backends import jax as kj
@@ -46,8 +47,13 @@ def patched(**attributes):
 
 
 def compiled(fn, x, **attributes):
+    """`jax.jit(fn)`, traced (and cached) with `attributes` patched in; it
+    keeps jit's fast dispatch, where a `Compiled` object's call takes longer
+    than a pooling on a GPU."""
+    jitted = jax.jit(fn)
     with patched(**attributes):
-        return jax.jit(fn).lower(x).compile()
+        jitted(x).block_until_ready()
+    return jitted
 
 
 def geometry(case, shape=None):
@@ -55,20 +61,29 @@ def geometry(case, shape=None):
 
 
 FORWARDS = {
+    "as shipped": lambda x, geo: kj._forward(x, geo),
     "stock reduce_window": lambda x, geo: kj._reduce_window_max(x, geo),
     "checked reduce_window (sum + cond)": lambda x, geo: kj._guarded_reduce_window_max(x, geo),
     "max of window elements": lambda x, geo: kj._max_of_window_elements(x, geo),
 }
-# Our rule's variants: (forward used inside the rule, window scan stored in
-# its own loop behind a cond as shipped, or fused into the backward).
+def _stored_behind_barrier(x, geo):
+    return lax.optimization_barrier(kj._first_max_index(x, geo))
+
+
+def _stored_behind_cond(x, geo):
+    scan = lambda v: kj._first_max_index(v, geo)
+    corner = lax.slice(x, (0,) * x.ndim, (1,) * x.ndim).reshape(())
+    return lax.cond(jnp.isnan(corner), scan, scan, x)
+
+
+# Our rule's variants: the window scan as shipped for the platform, fused
+# into the backward loop, or stored (1 byte per output) by a loop of its own
+# behind an optimization barrier or a conditional (XLA:CPU's way).
 RULES = {
     "ours as shipped": {},
-    "ours, elements forward": {"_forward": lambda x, geo: kj._max_of_window_elements(x, geo)},
-    "ours, stock forward": {"_forward": lambda x, geo: kj._reduce_window_max(x, geo)},
-    "ours, elements forward, scan fused": {
-        "_forward": lambda x, geo: kj._max_of_window_elements(x, geo),
-        "_stored_first_max_index": lambda x, geo: kj._first_max_index(x, geo),
-    },
+    "ours, scan fused": {"_stored_first_max_index": lambda x, geo: kj._first_max_index(x, geo)},
+    "ours, scan stored (barrier)": {"_stored_first_max_index": _stored_behind_barrier},
+    "ours, scan stored (cond)": {"_stored_first_max_index": _stored_behind_cond},
 }
 
 

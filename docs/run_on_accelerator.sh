@@ -9,7 +9,7 @@
 set -u
 out=${1:?usage: run_on_accelerator.sh OUT_DIR [steps]}
 shift
-steps=${*:-formulations bench tests models}
+steps=${*:-formulations bench tests models}  # MODELS=cifar,vgg16,... picks the models
 mkdir -p "$out"
 export KERAS_BACKEND=jax PYTHONUNBUFFERED=1 PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 # pytest runs several processes on the one GPU: none may take all its memory.
@@ -28,10 +28,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>
 python3 -c "import jax, keras; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__)"
 for s in $steps; do
     case $s in
-    formulations) step formulations 170 python3 docs/accelerator_formulations.py --dtypes float32,bfloat16 --json "$out/formulations_gpu.json" ;;
-    bench) step bench 120 python3 -m keras_jax_pool bench --dtype float32,bfloat16 --repeats 7 --json "$out/bench_jax_gpu.json" ;;
+    formulations) step formulations 120 python3 docs/accelerator_formulations.py --dtypes float32,bfloat16 --repeats 5 --json "$out/formulations_gpu.json" ;;
+    bench) step bench 100 python3 -m keras_jax_pool bench --dtype float32,bfloat16 --repeats 7 --json "$out/bench_jax_gpu.json" ;;
     tests) step tests 110 python3 -m pytest -q -p no:cacheprovider -n 8 -rfE tests/test_matches_stock.py tests/test_gradients.py tests/test_nan.py tests/test_family.py ;;
-    models) step models 110 python3 -m keras_jax_pool bench --models cifar,conv1d,conv3d,vgg16 --policy float32,mixed_bfloat16 --json "$out/bench_models_jax_gpu.json" ;;
+    models) step models 80 python3 -m keras_jax_pool bench --models "${MODELS:-cifar,conv1d,conv3d}" --policy float32,mixed_bfloat16 --json "$out/bench_models_jax_gpu.json" ;;
     *) echo "unknown step $s" ;;
     esac
 done

@@ -195,10 +195,14 @@ def _forward(x, geo):
         return _portable_max(x, geo, keep_nan=inexact and config.keep_nan())
     if not inexact or x.size == 0 or not config.keep_nan():
         return _reduce_window_max(x, geo)
-    if tuple(jax.__version_info__[:2]) not in _KERNEL_CHOICE_CHECKED:
-        return _guarded_reduce_window_max(x, geo)
+    checked = tuple(jax.__version_info__[:2]) in _KERNEL_CHOICE_CHECKED
+    cpu = _cpu_forward(geo, x.dtype) if checked else _guarded_reduce_window_max
+    # On a GPU the elements' max keeps NaN by HLO's definition of `max` and
+    # takes what stock's reduce_window takes (README "On a GPU"), where the
+    # checked form's conditional would stop the host for its predicate.
+    gpu = functools.partial(_max_of_window_elements, geo=geo)
     return lax.platform_dependent(
-        x, cpu=functools.partial(_cpu_forward(geo, x.dtype), geo=geo), default=functools.partial(_guarded_reduce_window_max, geo=geo)
+        x, cpu=functools.partial(cpu, geo=geo), cuda=gpu, rocm=gpu, default=functools.partial(_guarded_reduce_window_max, geo=geo)
     )
 
 
@@ -364,10 +368,16 @@ def _stored_first_max_index(x, geo):
     if (not geo.overlapping and x.dtype not in _HALF_INFINITY_BITS) or x.size == 0:
         return _first_max_index(x, geo)
     scan = functools.partial(_first_max_index, geo=geo)
-    # Any runtime scalar will do; slicing one element first (rather than
-    # reshaping x) keeps a sharded x from being gathered to read it.
-    corner = lax.slice(x, (0,) * x.ndim, (1,) * x.ndim).reshape(())
-    return lax.cond(jnp.isnan(corner), scan, scan, x)
+
+    def stored(x):
+        # Any runtime scalar will do; slicing one element first (rather than
+        # reshaping x) keeps a sharded x from being gathered to read it.
+        corner = lax.slice(x, (0,) * x.ndim, (1,) * x.ndim).reshape(())
+        return lax.cond(jnp.isnan(corner), scan, scan, x)
+
+    # On a GPU a conditional copies its predicate to the host and waits for
+    # it: there the scan stays fused (README "On a GPU").
+    return lax.platform_dependent(x, cpu=stored, cuda=scan, rocm=scan, default=stored)
 
 
 def _phase_view(v, geo):
