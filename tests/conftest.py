@@ -12,6 +12,19 @@ import pytest
 BACKEND = keras.backend.backend()
 
 
+def _on_accelerator():
+    if BACKEND != "jax":
+        return False
+    import jax
+
+    return jax.default_backend() != "cpu"
+
+
+# JAX computing on a GPU (the suite runs there too, docs/run_on_accelerator.sh):
+# stock's kernels differ from XLA:CPU's in what the README's "On a GPU" says.
+ON_ACCELERATOR = _on_accelerator()
+
+
 def pytest_report_header(config):
     return f"keras {keras.__version__}, KERAS_BACKEND={BACKEND}"
 

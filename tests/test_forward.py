@@ -144,6 +144,42 @@ class TestJaxFormulations:
         assert "conditional(" in program  # the guard, whatever the geometry
         np.testing.assert_array_equal(to_numpy(jax.jit(lambda v: kjp.max_pool2d(v, 2))(x)), _expected(x, (2, 2), (2, 2), "valid"))
 
+    @pytest.mark.parametrize("platform", ["cuda", "cpu"])
+    @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+    @pytest.mark.parametrize("pool_size, strides, padding", [GEOMETRIES[i] for i in (0, 3, 12, 13)])
+    def test_per_platform_choice(self, pool_size, strides, padding, dtype, platform, monkeypatch, rng):
+        """What each platform's branch compiles to, compiled here (on the CPU)
+        by making `platform_dependent` take that branch: for CUDA the forward
+        is the elements' max and neither pass has a conditional (README "On a
+        GPU"); for the CPU the window scan is stored behind one where windows
+        overlap or the input is 16-bit. Both give the reference's outputs,
+        and stock's gradients (on a sample without NaN)."""
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+
+        def take_branch(*args, default, **branches):
+            return branches.get(platform, default)(*args)
+
+        monkeypatch.setattr(lax, "platform_dependent", take_branch)
+        x = _input_with_nan(rng, dtype, dims=len(pool_size))
+        x[1] = np.nan_to_num(x[1])  # a sample without NaN, for the gradient
+        y = np.asarray(kjp.max_pool(x, pool_size, strides, padding), "float32")
+        c = np.where(np.isnan(y), 0, rng.normal(size=y.shape)).astype(dtype)
+        pool = jax.jit(lambda v: kjp.max_pool(v, pool_size, strides, padding))
+        grad = jax.jit(jax.grad(lambda v: jnp.sum(kjp.max_pool(v, pool_size, strides, padding) * c)))
+        forward, backward = _optimized_hlo(pool, x), _optimized_hlo(grad, x)
+        if platform == "cuda":
+            assert "conditional(" not in forward and "reduce-window(" not in forward
+            assert "conditional(" not in backward
+        else:
+            overlapping = any(k > s for k, s in zip(pool_size, strides))
+            assert ("conditional(" in backward) == (overlapping or dtype != "float32")
+        assert "select-and-scatter" not in backward
+        np.testing.assert_array_equal(np.asarray(pool(x), "float32"), _expected(x, pool_size, strides, padding))
+        stock = jax.jit(jax.grad(lambda v: jnp.sum(keras.ops.max_pool(v, pool_size, strides, padding) * c)))
+        np.testing.assert_array_equal(np.asarray(grad(x), "float32")[1], np.asarray(stock(x), "float32")[1])
+
     @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32"])
     @pytest.mark.parametrize(
         "pool_size, strides, padding",

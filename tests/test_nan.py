@@ -19,7 +19,7 @@ import pytest
 
 import keras_jax_pool as kjp
 from keras_jax_pool import reference
-from tests.conftest import BACKEND, CHEAP_FORMS, GRADIENT_COMPILES, compile_as, only_on, to_numpy
+from tests.conftest import BACKEND, CHEAP_FORMS, ON_ACCELERATOR, GRADIENT_COMPILES, compile_as, only_on, to_numpy
 from tests.conftest import FORMS as ALL_FORMS
 from tests.test_properties import AUTODIFF, expected_output, gradient, tensor
 
@@ -116,6 +116,8 @@ def test_stock_keeps_or_drops_nan_as_recorded():
     gives -3.4e38) and, for inputs of more than a few thousand values, on JAX
     and numpy (both pool through XLA:CPU's reduce_window); torch keeps them.
     If this fails, upstream changed: update the README."""
+    if ON_ACCELERATOR:
+        pytest.skip("records XLA:CPU's kernels; on the H200 stock's reduce_window kept NaN (README \"On a GPU\")")
     x = _nan_in_every_position(8, "channels_last")
     expected = expected_output(x, (3, 3), (3, 3))
     stock = to_numpy(keras.layers.MaxPooling2D(3)(x))
