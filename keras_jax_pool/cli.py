@@ -39,6 +39,13 @@ def _names(kind, choices):
     return parse
 
 
+def _kinds():
+    from keras_jax_pool import bench
+
+    names = bench.KINDS + tuple(k.lower() for k in bench.KINDS)
+    return names, bench.KINDS
+
+
 def _dtypes():
     from keras_jax_pool import bench
 
@@ -66,7 +73,7 @@ def _positive(text):
 
 def _bench(args):
     op_options = {"--quick": args.quick, "--shape": args.shape, "--pool": args.pool, "--stride": args.stride}
-    op_options.update({"--padding": args.padding, "--dtype": args.dtype})
+    op_options.update({"--padding": args.padding, "--dtype": args.dtype, "--kind": args.kind})
     if args.models is not None:
         _bench_models(args, [flag for flag, value in op_options.items() if value])
         return
@@ -75,16 +82,46 @@ def _bench(args):
     from keras_jax_pool import bench
 
     if args.shape:
-        if len(args.shape) != 4:
-            raise SystemExit(f"--shape takes batch,height,width,channels; received {','.join(map(str, args.shape))}")
-        pool = args.pool or (2, 2)
-        pool = pool * 2 if len(pool) == 1 else pool
-        stride = pool if args.stride is None else args.stride * 2 if len(args.stride) == 1 else args.stride
-        cases = (bench.Case(args.shape, pool, stride, args.padding or "valid"),)
+        if args.kind:
+            raise SystemExit("bench: --kind picks among the default cases; --shape gives one case of its own")
+        cases = (_one_case(bench, args),)
     else:
+        for flag in ("pool", "stride", "padding"):
+            if getattr(args, flag):
+                raise SystemExit(f"bench: --{flag} applies with --shape only")
         cases = bench.QUICK_CASES if args.quick else bench.DEFAULT_CASES
+        if args.kind:
+            cases = bench.of_kinds(args.kind, cases)
     dtypes = args.dtype or bench.DEFAULT_DTYPES
     bench.run(cases, dtypes=dtypes, **_outputs(args))
+
+
+def _one_case(bench, args):
+    """The case `--shape` (batch, 1 to 3 spatial sizes, channels) gives,
+    with `--pool` and `--stride` of one int per spatial axis (or one int
+    for all of them)."""
+    shape = args.shape
+    dims = len(shape) - 2
+    if dims not in (1, 2, 3):
+        raise SystemExit(
+            "bench: --shape takes batch, 1 to 3 spatial sizes and channels (e.g. 32,112,112,64); "
+            f"received {','.join(map(str, shape))}"
+        )
+
+    def per_axis(flag, values, default):
+        if values is None:
+            return default
+        if len(values) == 1:
+            return values * dims
+        if len(values) != dims:
+            raise SystemExit(
+                f"bench: --{flag} takes 1 or {dims} integers for a --shape with {dims} spatial axes; "
+                f"received {','.join(map(str, values))}"
+            )
+        return values
+
+    pool = per_axis("pool", args.pool, (2,) * dims)
+    return bench.Case(shape, pool, per_axis("stride", args.stride, pool), args.padding or "valid")
 
 
 def _bench_models(args, op_flags):
@@ -141,10 +178,20 @@ def build_parser():
         help="time our layer against stock: the op forward and forward+backward, or whole models (--models)",
     )
     bench.add_argument("--quick", action="store_true", help="small shapes, for a smoke run")
-    bench.add_argument("--shape", type=_ints, help="one case instead of the defaults: batch,height,width,channels")
-    bench.add_argument("--pool", type=_ints, help="with --shape: rows,cols (default 2,2)")
-    bench.add_argument("--stride", type=_ints, help="with --shape: rows,cols (default: the pool size)")
+    bench.add_argument(
+        "--shape",
+        type=_ints,
+        help="one case instead of the defaults, channels_last: batch, 1 to 3 spatial sizes, channels "
+        "(32,8192,64 pools sequences, 32,112,112,64 images, 4,32,64,64,32 volumes)",
+    )
+    bench.add_argument("--pool", type=_ints, help="with --shape: one int per spatial axis, or one for all (default 2)")
+    bench.add_argument("--stride", type=_ints, help="with --shape: one int per spatial axis, or one for all (default: the pool size)")
     bench.add_argument("--padding", choices=["valid", "same"], help="with --shape (default valid)")
+    bench.add_argument(
+        "--kind",
+        type=_names("kind", _kinds),
+        help="the default (or --quick) cases of these layers alone: comma-separated 1D, 2D, 3D, or all",
+    )
     bench.add_argument(
         "--dtype",
         type=_names("dtype", _dtypes),

@@ -225,9 +225,34 @@ def test_cli_parses_lists_and_all(argv, field, expected):
 
 
 @pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--shape", "32,8192,64", "--pool", "3", "--stride", "2", "--padding", "same"], [bench.Case((32, 8192, 64), (3,), (2,), "same")]),
+        (["--shape", "4,32,64,64,32"], [bench.Case((4, 32, 64, 64, 32), (2, 2, 2), (2, 2, 2))]),
+        (["--shape", "8,56,56,256", "--pool", "3,2"], [bench.Case((8, 56, 56, 256), (3, 2), (3, 2))]),
+        (["--kind", "1d,3D"], [c for c in bench.DEFAULT_CASES if c.kind in ("1D", "3D")]),
+        (["--quick", "--kind", "2D"], [c for c in bench.QUICK_CASES if c.kind == "2D"]),
+        (["--kind", "all"], list(bench.DEFAULT_CASES)),
+    ],
+)
+def test_cli_builds_the_cases_asked_for(argv, expected, monkeypatch):
+    seen = []
+    monkeypatch.setattr(bench, "run", lambda cases, **options: seen.extend(cases))
+    cli.main(["bench", *argv])
+    assert seen == expected and len({c.kind for c in seen}) == len({c.kind for c in expected}) > 0
+
+
+@pytest.mark.parametrize(
     "argv, message",
     [
-        (["--shape", "1,2,3"], "--shape takes"),
+        (["--shape", "1,2"], "--shape takes batch, 1 to 3 spatial sizes and channels"),
+        (["--shape", "1,2,3,4,5,6"], "received 1,2,3,4,5,6"),
+        (["--shape", "4,16,16,8", "--pool", "2,2,2"], "--pool takes 1 or 2 integers"),
+        (["--shape", "4,16,16,16,8", "--stride", "1,2"], "--stride takes 1 or 3 integers"),
+        (["--shape", "4,16,8", "--kind", "2D"], "--kind picks among the default cases"),
+        (["--pool", "3"], "--pool applies with --shape only"),
+        (["--kind", "4D"], "argument --kind: unknown kind '4D'"),
+        (["--models", "tiny", "--kind", "1D"], "--kind applies to the op bench only"),
         (["--shape", "1,x,3,4"], "comma-separated"),
         (["--dtype", "float8"], "argument --dtype: unknown dtype 'float8'"),
         (["--dtype", "float32,,bfloat16"], "argument --dtype: unknown dtype ''"),
