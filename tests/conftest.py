@@ -153,9 +153,10 @@ def _predict_compiled(fn, x):
     return y
 
 
-def run_python(code, backend=BACKEND, timeout=300):
-    """Runs `code` in a fresh interpreter under `backend`; returns its stdout."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+def run_python(code, backend=BACKEND, timeout=300, env=None):
+    """Runs `code` in a fresh interpreter under `backend`, with `env` added
+    to the environment; returns its stdout."""
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     done = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
