@@ -232,7 +232,8 @@ def test_dtype_policy_gives_stock_output_dtype(dims, policy, rng):
 
 GRADIENT_WINDOWS = {
     1: [((2,), (2,)), ((3,), (2,)), ((4,), (1,)), ((2,), (3,))],
-    3: [((2, 2, 2), (2, 2, 2)), ((3, 2, 2), (2, 1, 2)), ((2, 3, 1), (1, 2, 3)), ((1, 1, 1), (1, 1, 1))],
+    # 3x3x3 stride 2: overlapping along every axis, the backward's shared padding.
+    3: [((2, 2, 2), (2, 2, 2)), ((3, 2, 2), (2, 1, 2)), ((2, 3, 1), (1, 2, 3)), ((1, 1, 1), (1, 1, 1)), ((3, 3, 3), (2, 2, 2))],
 }
 GRADIENT_SHAPES = {1: (2, 13, 3), 3: (2, 5, 6, 7, 2)}
 
@@ -269,6 +270,19 @@ def test_gradient_bit_identical_to_stock(dims, pool_size, strides, padding, data
         _assert_equals_stock_to_rounding(ours, stock, x, c, form)  # see TF_3D_SUM_ORDER
     else:
         _assert_equals_stock(ours, stock, x, c, form)
+
+
+@only_on(*AUTODIFF)
+@pytest.mark.parametrize("dtype", _half_dtypes(3))
+@pytest.mark.parametrize("padding, data_format", [("same", "channels_last"), ("valid", "channels_first")])
+def test_half_gradient_of_windows_overlapping_on_every_axis_bit_identical_to_stock(padding, data_format, dtype, rng):
+    """3x3x3 stride 2: up to 8 windows add into one element, rounded after
+    each add as stock's are (under JAX, through the shared padding of the
+    backward)."""
+    ours = OURS[3](3, 2, padding, data_format, dtype=dtype)
+    stock = STOCK[3](3, 2, padding, data_format, dtype=dtype)
+    x = _relu(rng, GRADIENT_SHAPES[3], data_format, dtype)
+    _assert_equals_stock(ours, stock, x, _cotangent(ours, x, rng), GRADIENT_COMPILES[-1])
 
 
 def _overlapping_axes(layer):

@@ -355,19 +355,25 @@ def _ordered_key(bits, infinity):
 
 def _stored_first_max_index(x, geo):
     """`_first_max_index`, computed in a loop of its own and stored (1 byte
-    per output) when windows overlap, or the input is bfloat16 or float16.
+    per output), unless the windows are float32 (or float64), do not
+    overlap and hold fewer than 4 elements.
 
     Left to itself, XLA fuses the scan into the backward loop and re-runs it
-    for every gradient element: with overlapping windows an input lies in up
-    to ceil(k / s)^d windows of k^d elements each (3x3 stride 2: ~3x
-    slower). XLA:CPU expands `optimization_barrier` away before fusing, but it
-    never fuses across a conditional, so the scan runs inside a `lax.cond`
-    whose two branches are the same function: the predicate cannot change the
-    result. For non-overlapping float32 windows the fused single pass is
-    faster; 16-bit keys cost too much to recompute for each window element
-    (2x2 stride 2 in bfloat16: 4.7x the floor fused, about 1.2x stored).
+    for every gradient element: a K-element scan K times per window, and
+    with overlapping windows an input lies in up to ceil(k / s)^d windows
+    (3x3 stride 2: ~3x slower). XLA:CPU expands `optimization_barrier` away
+    before fusing, but it never fuses across a conditional, so the scan runs
+    inside a `lax.cond` whose two branches are the same function: the
+    predicate cannot change the result. Stored, it costs one more read of x
+    and a loop; 16-bit keys cost too much to recompute for each window
+    element (2x2 stride 2 in bfloat16: 4.7x the floor fused, about 1.2x
+    stored), and so do float32 windows of 4 elements and more (2x2x2 stride
+    2 on 4x32x64x64x32: 1.48x the floor fused, 1.07x stored; 2x2 stride 2
+    on 32x112x112x64: 1.20x and 0.97x). Pool 2 on a sequence stays fused
+    (1.17x and 1.20x).
     """
-    if (not geo.overlapping and x.dtype not in _HALF_INFINITY_BITS) or x.size == 0:
+    fused = not geo.overlapping and x.dtype not in _HALF_INFINITY_BITS and len(geo.offsets) < 4
+    if fused or x.size == 0:
         return _first_max_index(x, geo)
     scan = functools.partial(_first_max_index, geo=geo)
 
@@ -436,6 +442,12 @@ def _select_tangent(t, index, geo):
     never selected (index is never K, which XLA cannot know) and last in its
     plane so the transpose adds it first, supplies that +0.
 
+    Each term reads its plane shifted by i // stride rows per axis. Where
+    `_shares_padding`, the shift is a slice of the index and (through the
+    transpose) of the cotangent, each padded once by the largest shift, so
+    that the backward loop has no padding of its own; elsewhere the term is
+    padded itself, which XLA fuses (see `_shares_padding`).
+
     bfloat16 and float16 are computed in float32: XLA:CPU would otherwise
     round after every select, pad and add of the transpose. Selects and pads
     are exact in float32; where a plane takes several terms, stock rounds
@@ -451,18 +463,71 @@ def _select_tangent(t, index, geo):
     for k, offset in enumerate(geo.offsets + [(0,) * len(geo.per_axis)]):
         phase = tuple(i % g.stride for (_, g), i in zip(geo.per_axis, offset))
         planes.setdefault(phase, []).append((k, offset))
+    shared = _shares_padding(geo)
+    if shared:
+        # Padded with -1, which no term matches, by the largest shift
+        # (phases - outputs) at both ends of each spatial axis.
+        pads = [(0, 0, 0)] * index.ndim
+        for axis, g in geo.per_axis:
+            pads[axis] = (g.phases - g.outputs,) * 2 + (0,)
+        padded_index = lax.pad(index, jnp.array(-1, index.dtype), pads)
     zero = jnp.zeros((), view.dtype)
     dy = None
     for phase, terms in planes.items():
         plane = _phase_plane(view, positions, geo, phase)
         for p, (k, offset) in enumerate(terms):
-            term = jnp.where(index == k, _window_element_of_phases(plane, positions, geo, offset), zero)
+            if shared:
+                term = _shifted_term(plane, padded_index, k, offset, positions, geo)
+            else:
+                term = jnp.where(index == k, _window_element_of_phases(plane, positions, geo, offset), zero)
             dy = term if dy is None else dy + term
             # The transpose's sum of the terms after this one is inexact only
             # if it adds two real cotangents (not the never-selected term).
             if narrow and sum(k < len(geo.offsets) for k, _ in terms[p + 1 :]) >= 2:
                 plane = _rounded(plane, t.dtype)
+    if shared:
+        starts, limits = [0] * dy.ndim, list(dy.shape)
+        for axis, g in geo.per_axis:
+            starts[axis] = g.phases - g.outputs
+            limits[axis] = starts[axis] + g.outputs
+        dy = lax.slice(dy, starts, limits)
     return dy.astype(t.dtype)
+
+
+def _shares_padding(geo):
+    """Whether `_select_tangent` shifts its terms by slicing a once-padded
+    index and cotangent (two small extra loops) rather than by padding each
+    term inside the backward loop.
+
+    XLA:CPU fuses each term's pad into the backward loop as a branch on the
+    element's position; with windows overlapping along all three axes of a
+    volume (3x3x3 stride 2 "same" on 4x32x64x64x32: 27 terms over 8 planes)
+    those nested branches made the backward alone 1.5 to 2.3x slower than
+    with shared padding (42 against 28 ms, 76 against 33 ms). Over one or two
+    axes they cost less than writing the padded copies (3x3 stride 2 "same"
+    on 32x112x112x64: 45 against 53 ms in float32, 34 against 37 ms in
+    bfloat16), and branch-free terms broadcast over every phase cost more
+    there (58 and 42 ms)."""
+    return sum(g.window > g.stride for g in geo.spatial) >= 3
+
+
+def _shifted_term(plane, padded_index, k, offset, positions, geo):
+    """where(index == k, window element at `offset`, 0) for every window,
+    on a grid of outputs + 2 * (phases - outputs) per spatial axis, window w
+    at w + phases - outputs: `plane` (all its rows) where the index of the
+    window reading each row at this offset is k, padded to that grid. Its
+    transpose slices a cotangent padded once, shared by every term."""
+    shape = list(padded_index.shape)
+    starts, limits, pads = [0] * len(shape), list(shape), [(0, 0, 0)] * len(shape)
+    for (axis, g), i in zip(geo.per_axis, offset):
+        shift, most = i // g.stride, g.phases - g.outputs
+        starts[axis], limits[axis] = most - shift, most - shift + g.phases
+        pads[axis] = (most - shift, shift, 0)
+        shape[axis] = g.phases
+    index = lax.slice(padded_index, starts, limits)
+    rows = plane.reshape(shape)
+    term = jnp.where(index == jnp.array(k, index.dtype), rows, jnp.zeros((), rows.dtype))
+    return lax.pad(term, jnp.zeros((), rows.dtype), pads)
 
 
 def _rounded(v, dtype):
