@@ -146,13 +146,13 @@ class TestJaxFormulations:
 
     @pytest.mark.parametrize("platform", ["cuda", "cpu"])
     @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-    @pytest.mark.parametrize("pool_size, strides, padding", [GEOMETRIES[i] for i in (0, 3, 12, 13)])
+    @pytest.mark.parametrize("pool_size, strides, padding", [GEOMETRIES[i] for i in (0, 3, 9, 12, 13)])
     def test_per_platform_choice(self, pool_size, strides, padding, dtype, platform, monkeypatch, rng):
         """What each platform's branch compiles to, compiled here (on the CPU)
         by making `platform_dependent` take that branch: for CUDA the forward
         is the elements' max and neither pass has a conditional (README "On a
-        GPU"); for the CPU the window scan is stored behind one where windows
-        overlap or the input is 16-bit. Both give the reference's outputs,
+        GPU"); for the CPU the window scan is stored behind one unless the
+        windows are float32, apart, and of fewer than 4 elements. Both give the reference's outputs,
         and stock's gradients (on a sample without NaN)."""
         import jax
         import jax.numpy as jnp
@@ -174,7 +174,8 @@ class TestJaxFormulations:
             assert "conditional(" not in backward
         else:
             overlapping = any(k > s for k, s in zip(pool_size, strides))
-            assert ("conditional(" in backward) == (overlapping or dtype != "float32")
+            stored = overlapping or dtype != "float32" or np.prod(pool_size) >= 4
+            assert ("conditional(" in backward) == stored
         assert "select-and-scatter" not in backward
         np.testing.assert_array_equal(np.asarray(pool(x), "float32"), _expected(x, pool_size, strides, padding))
         stock = jax.jit(jax.grad(lambda v: jnp.sum(keras.ops.max_pool(v, pool_size, strides, padding) * c)))
