@@ -440,13 +440,9 @@ def _select_tangent(t, index, geo):
     to stock's. select_and_scatter also starts every gradient element at +0
     and adds, so an element receiving only -0.0 ends at +0.0; one more term,
     never selected (index is never K, which XLA cannot know) and last in its
-    plane so the transpose adds it first, supplies that +0.
-
-    Each term reads its plane shifted by i // stride rows per axis. Where
-    `_shares_padding`, the shift is a slice of the index and (through the
-    transpose) of the cotangent, each padded once by the largest shift, so
-    that the backward loop has no padding of its own; elsewhere the term is
-    padded itself, which XLA fuses (see `_shares_padding`).
+    plane so the transpose adds it first, supplies that +0. Where
+    `_broadcasts_phases`, the terms are grouped by shift instead
+    (`_phase_broadcast_tangent`), in the same order.
 
     bfloat16 and float16 are computed in float32: XLA:CPU would otherwise
     round after every select, pad and add of the transpose. Selects and pads
@@ -459,75 +455,108 @@ def _select_tangent(t, index, geo):
     # Widened before the phase view: its transpose (a crop) then runs in
     # float32 too, and the gradient is rounded to t's dtype once, last.
     view, positions = _phase_view(t.astype(jnp.float32) if narrow else t, geo)
+    if _broadcasts_phases(geo):
+        return _phase_broadcast_tangent(view, positions, index, geo, t.dtype)
     planes = {}
     for k, offset in enumerate(geo.offsets + [(0,) * len(geo.per_axis)]):
         phase = tuple(i % g.stride for (_, g), i in zip(geo.per_axis, offset))
         planes.setdefault(phase, []).append((k, offset))
-    shared = _shares_padding(geo)
-    if shared:
-        # Padded with -1, which no term matches, by the largest shift
-        # (phases - outputs) at both ends of each spatial axis.
-        pads = [(0, 0, 0)] * index.ndim
-        for axis, g in geo.per_axis:
-            pads[axis] = (g.phases - g.outputs,) * 2 + (0,)
-        padded_index = lax.pad(index, jnp.array(-1, index.dtype), pads)
     zero = jnp.zeros((), view.dtype)
     dy = None
     for phase, terms in planes.items():
         plane = _phase_plane(view, positions, geo, phase)
         for p, (k, offset) in enumerate(terms):
-            if shared:
-                term = _shifted_term(plane, padded_index, k, offset, positions, geo)
-            else:
-                term = jnp.where(index == k, _window_element_of_phases(plane, positions, geo, offset), zero)
+            term = jnp.where(index == k, _window_element_of_phases(plane, positions, geo, offset), zero)
             dy = term if dy is None else dy + term
             # The transpose's sum of the terms after this one is inexact only
             # if it adds two real cotangents (not the never-selected term).
             if narrow and sum(k < len(geo.offsets) for k, _ in terms[p + 1 :]) >= 2:
                 plane = _rounded(plane, t.dtype)
-    if shared:
-        starts, limits = [0] * dy.ndim, list(dy.shape)
-        for axis, g in geo.per_axis:
-            starts[axis] = g.phases - g.outputs
-            limits[axis] = starts[axis] + g.outputs
-        dy = lax.slice(dy, starts, limits)
     return dy.astype(t.dtype)
 
 
-def _shares_padding(geo):
-    """Whether `_select_tangent` shifts its terms by slicing a once-padded
-    index and cotangent (two small extra loops) rather than by padding each
-    term inside the backward loop.
+def _broadcasts_phases(geo):
+    """Whether `_select_tangent` takes `_phase_broadcast_tangent`: windows
+    that do not overlap, or overlap along three axes or more.
 
-    XLA:CPU fuses each term's pad into the backward loop as a branch on the
-    element's position; with windows overlapping along all three axes of a
-    volume (3x3x3 stride 2 "same" on 4x32x64x64x32: 27 terms over 8 planes)
-    those nested branches made the backward alone 1.5 to 2.3x slower than
-    with shared padding (42 against 28 ms, 76 against 33 ms). Over one or two
-    axes they cost less than writing the padded copies (3x3 stride 2 "same"
-    on 32x112x112x64: 45 against 53 ms in float32, 34 against 37 ms in
-    bfloat16), and branch-free terms broadcast over every phase cost more
-    there (58 and 42 ms)."""
-    return sum(g.window > g.stride for g in geo.spatial) >= 3
+    Per phase plane, XLA:CPU fuses each term's pad (its shift, and its
+    plane's place in the phase view) into the backward loop as a branch on
+    the element's position, which it if-converts into masked loads of every
+    term. Measured, fwd+bwd, float32, median of 9 to 13 in turn: 2x2x2
+    stride 2 on 4x32x64x64x32 31 against 36 ms and 29 against 34 ms (floor
+    31 and 32); 3x3x3 stride 2 "same" 47 against 75 ms before the shifts
+    were shared (the backward alone 28 against 42 ms); 2x2 stride 2 on
+    32x112x112x64 45 against 48 ms. Over one or two overlapping axes the
+    planes are faster: each element computes the terms of every shift there
+    (3x3 stride 2 "same" on 32x112x112x64, the backward alone: 58 against
+    45 ms in float32, 42 against 36 ms in bfloat16).
+    """
+    overlapping = sum(g.window > g.stride for g in geo.spatial)
+    return overlapping == 0 or overlapping >= 3
 
 
-def _shifted_term(plane, padded_index, k, offset, positions, geo):
-    """where(index == k, window element at `offset`, 0) for every window,
-    on a grid of outputs + 2 * (phases - outputs) per spatial axis, window w
-    at w + phases - outputs: `plane` (all its rows) where the index of the
-    window reading each row at this offset is k, padded to that grid. Its
-    transpose slices a cotangent padded once, shared by every term."""
-    shape = list(padded_index.shape)
-    starts, limits, pads = [0] * len(shape), list(shape), [(0, 0, 0)] * len(shape)
-    for (axis, g), i in zip(geo.per_axis, offset):
-        shift, most = i // g.stride, g.phases - g.outputs
-        starts[axis], limits[axis] = most - shift, most - shift + g.phases
-        pads[axis] = (most - shift, shift, 0)
-        shape[axis] = g.phases
-    index = lax.slice(padded_index, starts, limits)
-    rows = plane.reshape(shape)
-    term = jnp.where(index == jnp.array(k, index.dtype), rows, jnp.zeros((), rows.dtype))
-    return lax.pad(term, jnp.zeros((), rows.dtype), pads)
+def _phase_broadcast_tangent(view, positions, index, geo, dtype):
+    """`_select_tangent` without a pad in the backward loop: one term per
+    shift j (window w's element at offset i lies in phase row w + i //
+    stride of its axis), each comparing the index of window a - j, for
+    every phase row a, with the offset that phase reads at shift j, a small
+    constant broadcast over the phase axes. The index is padded once, and
+    through the transpose the cotangent too, by the largest shift (phases -
+    outputs) at both ends of each spatial axis, with -1, which no offset
+    matches; a shift whose offset lies outside the window at some phase
+    compares with -2 there.
+
+    JAX's transpose adds the terms last first: the largest shift, the first
+    window in row-major order, first, as select_and_scatter does; the
+    never-selected term, last, supplies the +0 that stock starts from.
+    """
+    narrow = dtype in _HALF_INFINITY_BITS
+    most = [g.phases - g.outputs for g in geo.spatial]
+    pads = [(0, 0, 0)] * index.ndim
+    for (axis, _), h in zip(geo.per_axis, most):
+        pads[axis] = (h, h, 0)
+    index = lax.pad(index, jnp.array(-1, index.dtype), pads)
+    # The phase axes of the view, and the shape that broadcasts over them.
+    phase_axes = tuple(positions[axis] + 1 for axis in geo.axes)
+    phase_shape = [1] * view.ndim
+    for a, g in zip(phase_axes, geo.spatial):
+        phase_shape[a] = g.stride
+    weights = np.cumprod([1] + [g.window for g in geo.spatial[:0:-1]])[::-1]  # row-major
+    terms = []
+    for shift in itertools.product(*(range(h + 1) for h in most)):
+        offsets, inside = np.zeros(phase_shape, np.int64), np.ones(phase_shape, bool)
+        for a, g, j, w in zip(phase_axes, geo.spatial, shift, weights):
+            i = (j * g.stride + np.arange(g.stride)).reshape([g.stride if d == a else 1 for d in range(view.ndim)])
+            offsets, inside = offsets + w * i, inside & (i < g.window)
+        terms.append((shift, np.where(inside, offsets, -2), inside))
+    terms.append(((0,) * len(most), np.full(phase_shape, len(geo.offsets)), np.zeros(phase_shape, bool)))
+    # The index of the window each phase row reads at a shift, per row.
+    row_shape = list(view.shape)
+    for a in phase_axes:
+        row_shape[a] = 1
+    zero = jnp.zeros((), view.dtype)
+    dy = None
+    for n, (shift, offsets, inside) in enumerate(terms):
+        starts, limits = [0] * index.ndim, list(index.shape)
+        for (axis, g), h, j in zip(geo.per_axis, most, shift):
+            starts[axis], limits[axis] = h - j, h - j + g.phases
+        window_index = lax.slice(index, starts, limits).reshape(row_shape)
+        picked = jnp.where(window_index == jnp.asarray(offsets, index.dtype), view, zero)
+        term = jnp.sum(picked, axis=phase_axes)
+        term_pads = [(0, 0, 0)] * term.ndim
+        for (axis, _), h, j in zip(geo.per_axis, most, shift):
+            term_pads[axis] = (h - j, j, 0)
+        term = lax.pad(term, zero, term_pads)
+        dy = term if dy is None else dy + term
+        # Rounded before the transpose adds this term where some phase
+        # receives a real cotangent here and two or more after it.
+        later = sum(np.broadcast_to(real, phase_shape).astype(int) for _, _, real in terms[n + 1 :])
+        if narrow and np.any(inside & (later >= 2)):
+            view = _rounded(view, dtype)
+    starts, limits = [0] * dy.ndim, list(dy.shape)
+    for (axis, g), h in zip(geo.per_axis, most):
+        starts[axis], limits[axis] = h, h + g.outputs
+    return lax.slice(dy, starts, limits).astype(dtype)
 
 
 def _rounded(v, dtype):
