@@ -150,7 +150,7 @@ def timings(case, dtype, repeats):
     floor = {"floor x * 2": compiled(lambda v: v * 2, x)}
     row = {"case": case.label, "kind": case.kind, "dtype": dtype}
     for group in (forward, {**backward, **floor}):
-        fns = {name: bench._calls(f, x, calls) for name, f in group.items()}
+        fns = {name: bench._calls(f, (x,), calls) for name, f in group.items()}
         row.update({f"{name} ms": ms for name, ms in bench.interleaved_median_ms(fns, repeats).items()})
     return row
 
