@@ -46,14 +46,15 @@ def patched(**attributes):
             setattr(kj, name, value)
 
 
-def compiled(fn, x, **attributes):
-    """`jax.jit(fn)`, traced (and cached) with `attributes` patched in; it
-    keeps jit's fast dispatch, where a `Compiled` object's call takes longer
-    than a pooling on a GPU."""
+def compiled(fn, args, **attributes):
+    """`jax.jit(fn)`, traced (and cached) for `args` with `attributes`
+    patched in, and a callable timing it on them; it keeps jit's fast
+    dispatch, where a `Compiled` object's call takes longer than a pooling
+    on a GPU."""
     jitted = jax.jit(fn)
     with patched(**attributes):
-        jitted(x).block_until_ready()
-    return jitted
+        jitted(*args).block_until_ready()
+    return jitted, args
 
 
 def geometry(case, shape=None):
@@ -143,14 +144,16 @@ def timings(case, dtype, repeats):
     geo = geometry(case)
     c = jnp.asarray(rng.standard_normal(geo.out_shape).astype(dt))
     calls = bench.ACCELERATOR_CALLS if jax.default_backend() != "cpu" else 1
-    forward = {f"fwd {name}": compiled(lambda v, fn=fn: fn(v, geo), x) for name, fn in FORWARDS.items()}
-    backward = {"fwd+bwd stock": compiled(jax.grad(lambda v: jnp.sum(kj._reduce_window_max(v, geo) * c)), x)}
+    forward = {f"fwd {name}": compiled(lambda v, fn=fn: fn(v, geo), (x,)) for name, fn in FORWARDS.items()}
+    # The cotangent is an argument, as in training (and in the bench).
+    backward = {"fwd+bwd stock": compiled(jax.grad(lambda v, c: jnp.sum(kj._reduce_window_max(v, geo) * c)), (x, c))}
     for name, attributes in RULES.items():
-        backward[f"fwd+bwd {name}"] = compiled(jax.grad(lambda v: jnp.sum(kj._max_pool_differentiable(v, geo) * c)), x, **attributes)
-    floor = {"floor x * 2": compiled(lambda v: v * 2, x)}
+        loss = lambda v, c: jnp.sum(kj._max_pool_differentiable(v, geo) * c)  # noqa: E731
+        backward[f"fwd+bwd {name}"] = compiled(jax.grad(loss), (x, c), **attributes)
+    floor = {"floor x * 2": compiled(lambda v: v * 2, (x,))}
     row = {"case": case.label, "kind": case.kind, "dtype": dtype}
     for group in (forward, {**backward, **floor}):
-        fns = {name: bench._calls(f, (x,), calls) for name, f in group.items()}
+        fns = {name: bench._calls(f, args, calls) for name, (f, args) in group.items()}
         row.update({f"{name} ms": ms for name, ms in bench.interleaved_median_ms(fns, repeats).items()})
     return row
 
