@@ -143,7 +143,6 @@ def timings(case, dtype, repeats):
     x = jnp.asarray(np.maximum(rng.standard_normal(case.shape), 0).astype(dt))
     geo = geometry(case)
     c = jnp.asarray(rng.standard_normal(geo.out_shape).astype(dt))
-    calls = bench.ACCELERATOR_CALLS if jax.default_backend() != "cpu" else 1
     forward = {f"fwd {name}": compiled(lambda v, fn=fn: fn(v, geo), (x,)) for name, fn in FORWARDS.items()}
     # The cotangent is an argument, as in training (and in the bench).
     backward = {"fwd+bwd stock": compiled(jax.grad(lambda v, c: jnp.sum(kj._reduce_window_max(v, geo) * c)), (x, c))}
@@ -153,7 +152,7 @@ def timings(case, dtype, repeats):
     floor = {"floor x * 2": compiled(lambda v: v * 2, (x,))}
     row = {"case": case.label, "kind": case.kind, "dtype": dtype}
     for group in (forward, {**backward, **floor}):
-        fns = {name: bench._calls(f, args, calls) for name, (f, args) in group.items()}
+        fns = {name: bench._calls(f, args, bench.calls_per_sample()) for name, (f, args) in group.items()}
         row.update({f"{name} ms": ms for name, ms in bench.interleaved_median_ms(fns, repeats).items()})
     return row
 

@@ -144,10 +144,9 @@ def _jax_harness(layer, x, c):
     peak = None
     if memory is not None:
         peak = memory.temp_size_in_bytes + memory.argument_size_in_bytes + memory.output_size_in_bytes
-    calls = 1 if jax.default_backend() == "cpu" else ACCELERATOR_CALLS
     return (
-        _calls(forward, (x,), calls),
-        _calls(grad, (x, c), calls),
+        _calls(forward, (x,), calls_per_sample()),
+        _calls(grad, (x, c), calls_per_sample()),
         lambda: (np.asarray(forward(x)), np.asarray(grad(x, c))),
         peak,
     )
@@ -158,6 +157,12 @@ def _jax_harness(layer, x, c):
 # dispatch costs: each timed sample there runs this many calls back to back,
 # as a training loop does, and waits for the last.
 ACCELERATOR_CALLS = 20
+
+
+def calls_per_sample():
+    """Calls per timed sample: 1 on the CPU, `ACCELERATOR_CALLS` on an
+    accelerator."""
+    return 1 if device() == "cpu" else ACCELERATOR_CALLS
 
 
 def _calls(fn, args, calls):
@@ -268,7 +273,7 @@ def copy_bandwidth_gbps(nbytes=256 * 2**20, repeats=5):
         import jax.numpy as jnp
 
         src = jnp.ones(nbytes // 4, dtype=jnp.float32)
-        ms = median_ms(_calls(jax.jit(lambda v: v * 2), (src,), ACCELERATOR_CALLS), repeats)
+        ms = median_ms(_calls(jax.jit(lambda v: v * 2), (src,), calls_per_sample()), repeats)
         return 2 * nbytes / (ms * 1e-3) / 1e9
     src = np.ones(nbytes // 4, dtype=np.float32)
     dst = np.empty_like(src)

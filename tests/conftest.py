@@ -9,20 +9,14 @@ import keras
 import numpy as np
 import pytest
 
+from keras_jax_pool import bench
+
 BACKEND = keras.backend.backend()
-
-
-def _on_accelerator():
-    if BACKEND != "jax":
-        return False
-    import jax
-
-    return jax.default_backend() != "cpu"
 
 
 # JAX computing on a GPU (the suite runs there too, docs/run_on_accelerator.sh):
 # stock's kernels differ from XLA:CPU's in what the README's "On a GPU" says.
-ON_ACCELERATOR = _on_accelerator()
+ON_ACCELERATOR = bench.device() != "cpu"
 
 
 def pytest_report_header(config):

@@ -202,10 +202,18 @@ def _forward(x, geo):
     # On a GPU the elements' max keeps NaN by HLO's definition of `max` and
     # took what stock's reduce_window takes on an H200; the checked form took
     # 1.1 to 1.9x that (README "On a GPU").
-    gpu = functools.partial(_max_of_window_elements, geo=geo)
-    return lax.platform_dependent(
-        x, cpu=functools.partial(cpu, geo=geo), cuda=gpu, rocm=gpu, default=functools.partial(_guarded_reduce_window_max, geo=geo)
+    return _per_platform(
+        x,
+        cpu=functools.partial(cpu, geo=geo),
+        gpu=functools.partial(_max_of_window_elements, geo=geo),
+        other=functools.partial(_guarded_reduce_window_max, geo=geo),
     )
+
+
+def _per_platform(x, cpu, gpu, other):
+    """`cpu(x)`, `gpu(x)` (CUDA or ROCm) or `other(x)`, for the platform the
+    program is compiled for (`lax.platform_dependent`)."""
+    return lax.platform_dependent(x, cpu=cpu, cuda=gpu, rocm=gpu, default=other)
 
 
 # The jaxlib minor versions whose XLA:CPU kernel choice `_cpu_forward`
@@ -386,7 +394,7 @@ def _stored_first_max_index(x, geo):
     # On a GPU (an H200) the scan stored behind a conditional or an
     # optimization barrier took what the fused one takes: fused there, with
     # no conditional (README "On a GPU").
-    return lax.platform_dependent(x, cpu=stored, cuda=scan, rocm=scan, default=stored)
+    return _per_platform(x, cpu=stored, gpu=scan, other=stored)
 
 
 def _phase_view(v, geo):
