@@ -86,9 +86,54 @@ class TestJaxFormulations:
         x = _input_with_nan(rng, dtype, data_format, len(pool_size))
         geo = self._geometry(x, pool_size, strides, padding, data_format)
         expected = _expected(x, pool_size, strides, padding, data_format)
-        for formulation in (jax_backend._max_of_window_elements, jax_backend._guarded_reduce_window_max):
+        formulations = (
+            jax_backend._max_of_window_elements,
+            jax_backend._max_of_widened_elements,
+            jax_backend._guarded_reduce_window_max,
+        )
+        for formulation in formulations:
             y = jax.jit(lambda v, f=formulation: f(v, geo))(x)
             np.testing.assert_array_equal(np.asarray(y, "float32"), expected, err_msg=formulation.__name__)
+
+    @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+    def test_float32_stand_ins_of_16_bit_floats(self, dtype):
+        """Over all 65536 bit patterns: `_widened` orders the stand-ins as
+        the values (-0 and +0 may differ, as either is the max of both),
+        NaN exactly where the value is NaN, and `_narrowed` gives back the
+        same bits, NaN payloads included."""
+        import jax
+        import jax.numpy as jnp
+
+        from keras_jax_pool.backends import jax as jax_backend
+        from keras_jax_pool.bench import numpy_dtype
+
+        bits = np.arange(-(2**15), 2**15, dtype=np.int16)
+        values = bits.view(numpy_dtype(dtype)).astype("float32")
+        wide = np.asarray(jax.jit(lambda b: jax_backend._widened(b, jnp.dtype(dtype)))(bits))
+        back = np.asarray(jax.jit(lambda w: jax_backend._narrowed(w, jnp.dtype(dtype)))(wide))
+        np.testing.assert_array_equal(back.view(np.int16), bits)
+        np.testing.assert_array_equal(np.isnan(wide), np.isnan(values))
+        numbers = ~np.isnan(values)
+        order = np.argsort(values[numbers], kind="stable")
+        assert np.all(np.diff(wide[numbers][order]) >= 0)
+        distinct = np.diff(values[numbers][order]) > 0
+        assert np.all(np.diff(wide[numbers][order])[distinct] > 0)
+
+    @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+    def test_16_bit_windows_of_27_elements_stay_in_one_loop(self, dtype, rng):
+        """3x3x3 windows read x through two bitcasts (`_window_bits`): the
+        forward and the window scan each compile to a single fused loop, with
+        no copy of x written out first."""
+        import jax
+
+        from keras_jax_pool.backends import jax as jax_backend
+
+        x = rng.standard_normal((2, 9, 10, 11, 8)).astype(dtype)
+        geo = self._geometry(x, (3, 3, 3), (2, 2, 2), "same")
+        for formulation in (jax_backend._max_of_widened_elements, jax_backend._first_max_index):
+            program = _optimized_hlo(jax.jit(lambda v, f=formulation: f(v, geo)), x)
+            entry = program[program.index("ENTRY") :]
+            assert len(re.findall(r"= \S+ fusion\(", entry)) == 1, formulation.__name__
 
     @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
     @pytest.mark.parametrize("dtype", HALF_AND_SINGLE)

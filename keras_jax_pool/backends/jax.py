@@ -1,9 +1,10 @@
 """Max pooling for the JAX backend: a forward chosen per geometry and dtype
 (`_forward`), with its own differentiation rule.
 
-The forward. Stock's `jax.lax.reduce_window` wherever XLA keeps NaN there
-and it is the fastest, else the elementwise max of the window's elements
-(`_cpu_forward` says which, for XLA:CPU); the elements' max on a GPU;
+The forward. On XLA:CPU the elementwise max of the window's elements,
+taken in float32 for 16-bit floats, except for 16-bit windows that tile the
+input, where stock's `jax.lax.reduce_window` keeps NaN (`_cpu_forward`); the
+elements' max on a GPU;
 `reduce_window` with a NaN check on other platforms and on jaxlib versions
 whose XLA:CPU was not checked; stock's program alone under
 `config.set_keep_nan(False)`. Exported with a symbolic batch size (Keras's
@@ -141,6 +142,77 @@ def _max_of_window_elements(x, geo):
     return y
 
 
+def _max_of_widened_elements(x, geo):
+    """`_max_of_window_elements`, for bfloat16 and float16 taken in float32:
+    each element is widened exactly from its bits (`_window_bits`), and the
+    max narrowed back exactly, as it is one of them. XLA:CPU runs a 16-bit
+    float `max` by converting both sides to float32 and the result back
+    (3x3 stride 2 "same" on 32x112x112x64 bfloat16: 72 against 3.5 ms)."""
+    if x.dtype not in _HALF_INFINITY_BITS:
+        return _max_of_window_elements(x, geo)
+    y = None
+    for bits in _window_bits(x, geo):
+        element = _widened(bits, x.dtype)
+        y = element if y is None else lax.max(y, element)
+    return _narrowed(y, x.dtype)
+
+
+def _widened(bits, dtype):
+    """float32 stand-ins for the 16-bit floats of `dtype` with these int16
+    bits, ordered as they are, NaN where they are NaN; integer operations
+    only. bfloat16 is float32's upper half: its own value. A float16
+    magnitude's bits are moved into float32's (shifted, the exponent biased
+    by 224), which maps +inf to +inf and NaN to NaN, but 0 to 2**97:
+    stand-ins, for `max`, undone by `_narrowed`."""
+    wide = bits.astype(jnp.int32)
+    if dtype == jnp.bfloat16:
+        return lax.bitcast_convert_type(wide << 16, jnp.float32)
+    magnitude = ((wide & 0x7FFF) << 13) + _FLOAT16_BIAS
+    return lax.bitcast_convert_type(magnitude | (wide & -0x8000) << 16, jnp.float32)
+
+
+def _narrowed(y, dtype):
+    """The `dtype` values of `_widened`'s stand-ins (exact)."""
+    wide = lax.bitcast_convert_type(y, jnp.int32)
+    if dtype == jnp.bfloat16:
+        bits = wide >> 16
+    else:
+        bits = (((wide & 0x7FFFFFFF) - _FLOAT16_BIAS) >> 13) | ((wide >> 16) & -0x8000)
+    return lax.bitcast_convert_type(bits.astype(jnp.int16), dtype)
+
+
+_FLOAT16_BIAS = 224 << 23  # float32's exponent bias less float16's, plus 1
+
+
+# XLA:CPU fuses an elementwise producer, such as a bitcast of x, into a loop
+# only if the loop reads it at no more than 15 places (its limit on code
+# duplication); past that it writes the producer out: a copy of x. So a
+# window of more elements reads x through several bitcasts, at most this
+# many elements from each.
+_READS_PER_BITCAST = 15
+_BITCAST_TYPES = (jnp.int16, jnp.uint16)
+
+
+def _window_bits(x, geo):
+    """The window elements of a 16-bit float x as int16 bits, shaped like
+    the output, in row-major window order; -inf's bits where a window
+    reaches into "same" padding.
+
+    Sliced as integers: XLA:CPU would slice a 16-bit float input as a
+    float32 copy of all of it. Read through a bitcast to int16 and one to
+    uint16 in turn, `_READS_PER_BITCAST` elements each, so that up to 30
+    elements (3x3x3 windows) stay in one fused loop: through a single
+    bitcast, 3x3x3 stride 2 "same" on 4x32x64x64x32 bfloat16 took 33 ms for
+    its window scan and 30 ms for its max, 5.5 ms through two.
+    """
+    views = [lax.bitcast_convert_type(x, t) for t in _BITCAST_TYPES]
+    for n, offset in enumerate(geo.offsets):
+        view = views[n // _READS_PER_BITCAST % len(views)]
+        fill = int(np.array(-np.inf, x.dtype).view(view.dtype))
+        element = _window_element_of_input(view, geo, offset, fill)
+        yield lax.bitcast_convert_type(element, jnp.int16)
+
+
 def _portable_max(x, geo, keep_nan):
     """The elementwise max of the window's elements (slices, pads and `max`,
     which every exporter has), NaN where a window holds one if `keep_nan`:
@@ -179,9 +251,9 @@ def _guarded_reduce_window_max(x, geo):
 def _forward(x, geo):
     """The forward pass: the max of every window, NaN if it holds one.
 
-    Stock's `reduce_window` wherever it keeps NaN and is the fastest, else a
-    formulation that keeps NaN by construction, chosen per geometry and dtype
-    on XLA:CPU (`_cpu_forward`); on a GPU the elements' max; on other
+    On XLA:CPU the elements' max, or stock's `reduce_window` where it keeps
+    NaN and XLA fuses it with the layers around it, chosen per geometry and
+    dtype (`_cpu_forward`); on a GPU the elements' max; on other
     platforms, and on jaxlib versions whose XLA:CPU was not checked,
     `reduce_window` with a NaN check.
     `config.set_keep_nan(False)` makes it stock's program everywhere.
@@ -230,35 +302,30 @@ def _tiles_input(geo):
 
 def _cpu_forward(geo, dtype):
     """The fastest NaN-keeping forward on XLA:CPU (jaxlib 0.10) for this
-    geometry and dtype: `_reduce_window_max` or `_max_of_window_elements`.
+    geometry and dtype: `_reduce_window_max` or `_max_of_widened_elements`.
 
     From 4096 values on, XLA:CPU runs a float `reduce_window` whose windows
     tile the input in its YNNPACK kernel, whose max drops NaN in float32 and
     keeps it in bfloat16 and float16 (tests/test_forward.py checks both); it
     runs every other geometry in its own loops, which keep NaN as HLO's `max`
-    must. So reduce_window is kept where it keeps NaN, unless the window's
-    elements are clearly faster (measured, README "Performance"):
-    * float32 windows that tile the input: reduce_window drops NaN; the
-      elements' max is as fast or faster (one fused loop over x).
-    * gapped windows (stride above the window): XLA's loops are slow there.
-    * overlapping bfloat16 windows with a long unpooled innermost axis
-      (channels_last, 16 channels or more) over 1 or 2 axes: XLA's bfloat16
-      loops are 2 to 6x slower than the elements' max.
-    * overlapping float32 windows over 3 axes: XLA's loops are 2.5x slower.
+    must, but are slower than the elements' max: 2.5 to 3.7x in float32
+    (3x3 windows), up to 30x in bfloat16 and float16 (README
+    "Performance"). So the elements' max everywhere, but
+    * for 16-bit windows that tile the input: there reduce_window keeps NaN,
+      and it is stock's program, which XLA:CPU fuses into a model's
+      neighbouring layers;
+    * for float32 windows overlapping over 1 or 2 axes with a short
+      unpooled innermost axis (under 16, such as 3 channels): XLA's loops
+      are faster there (4x4 stride 2 on 32x28x28x3: 0.17 against 0.30 ms).
     """
-    channels_last_run = geo.shape[-1] if all(axis != len(geo.shape) - 1 for axis, _ in geo.per_axis) else 1
-    if _tiles_input(geo):
-        use_elements = jnp.dtype(dtype) not in _HALF_INFINITY_BITS
-    elif all(g.stride >= g.window for _, g in geo.per_axis):
-        use_elements = True
-    elif len(geo.spatial) == 3:
-        # Overlapping volumes (3x3x3 stride 2 "same", 4x32x64x64x32): XLA's
-        # loops are 2.5x slower than the elements in float32, and faster in
-        # bfloat16.
-        use_elements = dtype == jnp.float32
-    else:
-        use_elements = dtype == jnp.bfloat16 and channels_last_run >= 16
-    return _max_of_window_elements if use_elements else _reduce_window_max
+    half = jnp.dtype(dtype) in _HALF_INFINITY_BITS
+    if _tiles_input(geo) and half:
+        return _reduce_window_max
+    innermost_run = geo.shape[-1] if all(axis != len(geo.shape) - 1 for axis in geo.axes) else 1
+    overlapping_axes = sum(g.window > g.stride for g in geo.spatial)
+    if not half and overlapping_axes in (1, 2) and innermost_run < 16:
+        return _reduce_window_max
+    return _max_of_widened_elements
 
 
 def _window_element_of_input(x, geo, offset, fill=-np.inf, portable=False):
@@ -327,16 +394,14 @@ def _first_max_index(x, geo):
         e = _window_element_of_input(x, geo, offsets[0])
         return jnp.where((e >= e) | (e != e), 0, 1).astype(geo.index_dtype)
     if x.dtype in _HALF_INFINITY_BITS:
-        # Sliced as int16 too: XLA:CPU would slice a 16-bit float input as
-        # a float32 copy of all of it.
-        infinity = _HALF_INFINITY_BITS[x.dtype]
-        x, fill = lax.bitcast_convert_type(x, jnp.int16), infinity - 0x8000  # -inf's bits
-        key, larger = functools.partial(_ordered_key, infinity=infinity), lax.gt
+        elements = _window_bits(x, geo)
+        key, larger = functools.partial(_ordered_key, infinity=_HALF_INFINITY_BITS[x.dtype]), lax.gt
     else:
-        fill, key, larger = -np.inf, lax.neg, lambda a, b: (a < b) | (jnp.isnan(a) & ~jnp.isnan(b))
+        elements = (_window_element_of_input(x, geo, offset) for offset in offsets)
+        key, larger = lax.neg, lambda a, b: (a < b) | (jnp.isnan(a) & ~jnp.isnan(b))
     best = index = None
-    for k, offset in enumerate(offsets):
-        e = key(_window_element_of_input(x, geo, offset, fill))
+    for k, element in enumerate(elements):
+        e = key(element)
         if best is None:
             best, index = e, jnp.zeros(geo.out_shape, geo.index_dtype)
             continue
