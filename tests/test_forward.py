@@ -226,6 +226,20 @@ class TestJaxFormulations:
         stock = jax.jit(jax.grad(lambda v: jnp.sum(keras.ops.max_pool(v, pool_size, strides, padding) * c)))
         np.testing.assert_array_equal(np.asarray(grad(x), "float32")[1], np.asarray(stock(x), "float32")[1])
 
+    @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+    def test_the_window_scan_stays_stored_behind_zero_padding(self, dtype, rng):
+        """The conditional that stores the window scan survives an input
+        whose first element is a constant (ZeroPadding2D before the pooling,
+        as in ResNet50): a predicate XLA can fold would inline the branch, and
+        the scan would fuse into the backward loop again."""
+        import jax
+        import jax.numpy as jnp
+
+        x = rng.normal(size=(2, 12, 12, 16)).astype(dtype)
+        padded = lambda v: kjp.max_pool2d(jnp.pad(jax.nn.relu(v), ((0, 0), (1, 1), (1, 1), (0, 0))), 3, 2)
+        backward = _optimized_hlo(jax.jit(jax.grad(lambda v: jnp.sum(padded(v)))), x)
+        assert "conditional(" in backward
+
     @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "int32"])
     @pytest.mark.parametrize(
         "pool_size, strides, padding",

@@ -451,10 +451,15 @@ def _stored_first_max_index(x, geo):
     scan = functools.partial(_first_max_index, geo=geo)
 
     def stored(x):
-        # Any runtime scalar will do; slicing one element first (rather than
-        # reshaping x) keeps a sharded x from being gathered to read it.
-        corner = lax.slice(x, (0,) * x.ndim, (1,) * x.ndim).reshape(())
-        return lax.cond(jnp.isnan(corner), scan, scan, x)
+        # Any runtime scalar will do, but not one XLA can fold: a constant
+        # predicate inlines the branch, and the scan fuses into the backward
+        # again. x's first element is often padding (ResNet50's
+        # ZeroPadding2D: a constant 0), so the middle one. Slicing one
+        # element (rather than reshaping x) keeps a sharded x from being
+        # gathered to read it.
+        middle = tuple(n // 2 for n in x.shape)
+        element = lax.slice(x, middle, tuple(i + 1 for i in middle)).reshape(())
+        return lax.cond(jnp.isnan(element), scan, scan, x)
 
     # On a GPU (an H200) the scan stored behind a conditional or an
     # optimization barrier took what the fused one takes: fused there, with
