@@ -134,10 +134,10 @@ def _reduce_window_max(x, geo):
 
 def _max_of_window_elements(x, geo):
     """The elementwise `max` of the window's elements, each a strided slice of
-    x: one fused loop. HLO's elementwise `max` propagates NaN."""
+    x (`_window_elements`): one fused loop. HLO's elementwise `max`
+    propagates NaN."""
     y = None
-    for offset in geo.offsets:
-        element = _window_element_of_input(x, geo, offset)
+    for element in _window_elements(x, geo):
         y = element if y is None else lax.max(y, element)
     return y
 
@@ -186,30 +186,49 @@ _FLOAT16_BIAS = 224 << 23  # float16's exponent 31 (inf, NaN) to float32's 255
 
 # XLA:CPU fuses an elementwise producer, such as a bitcast of x, into a loop
 # only if the loop reads it at no more than 15 places (its limit on code
-# duplication); past that it writes the producer out: a copy of x. So a
-# window of more elements reads x through several bitcasts, at most this
-# many elements from each.
+# duplication); past that it writes the producer out: a copy of x. A loop
+# that reads x itself at more than 15 places is slower too (3x3x3 stride 2
+# "same" on 4x32x64x64x32 float32: the max 8.2 against 4.0 ms, the window
+# scan 11.7 against 8.0 ms through two bitcasts; windows of up to 15
+# elements run alike either way). So a window of more elements reads x
+# through several bitcasts, at most this many elements from each.
 _READS_PER_BITCAST = 15
-_BITCAST_TYPES = (jnp.int16, jnp.uint16)
+# Bitcasts to read through, per item size: a signed and an unsigned integer.
+_BITCAST_TYPES = {2: (jnp.int16, jnp.uint16), 4: (jnp.int32, jnp.uint32), 8: (jnp.int64, jnp.uint64)}
 
 
-def _window_bits(x, geo):
-    """The window elements of a 16-bit float x as int16 bits, shaped like
-    the output, in row-major window order; -inf's bits where a window
-    reaches into "same" padding.
-
-    Sliced as integers: XLA:CPU would slice a 16-bit float input as a
-    float32 copy of all of it. Read through a bitcast to int16 and one to
-    uint16 in turn, `_READS_PER_BITCAST` elements each, so that up to 30
-    elements (3x3x3 windows) stay in one fused loop: through a single
-    bitcast, 3x3x3 stride 2 "same" on 4x32x64x64x32 bfloat16 took 33 ms for
-    its window scan and 30 ms for its max, 5.5 ms through two.
-    """
-    views = [(lax.bitcast_convert_type(x, t), int(np.array(-np.inf, x.dtype).view(t))) for t in _BITCAST_TYPES]
+def _bitcast_reads(x, geo):
+    """The window elements of a float x as the bits of the signed integer of
+    its size, shaped like the output, in row-major window order; -inf's bits
+    where a window reaches into "same" padding. Read through a bitcast to the
+    signed and one to the unsigned integer in turn, `_READS_PER_BITCAST`
+    elements each, so that up to 30 elements (3x3x3 windows) stay in one
+    fused loop."""
+    types = _BITCAST_TYPES[x.dtype.itemsize]
+    views = [(lax.bitcast_convert_type(x, t), int(np.array(-np.inf, x.dtype).view(t))) for t in types]
     for n, offset in enumerate(geo.offsets):
         view, fill = views[n // _READS_PER_BITCAST % len(views)]
         element = _window_element_of_input(view, geo, offset, fill)
-        yield lax.bitcast_convert_type(element, jnp.int16)
+        yield lax.bitcast_convert_type(element, types[0])
+
+
+def _window_bits(x, geo):
+    """The window elements of a 16-bit float x as int16 bits (`_bitcast_reads`),
+    whatever the window's size: XLA:CPU would slice a 16-bit float input as a
+    float32 copy of all of it. Through a single bitcast, 3x3x3 stride 2 "same"
+    on 4x32x64x64x32 bfloat16 took 33 ms for its window scan and 30 ms for
+    its max, 5.5 ms through two."""
+    return _bitcast_reads(x, geo)
+
+
+def _window_elements(x, geo):
+    """The window elements of a float x, in x's dtype, shaped like the
+    output, in row-major window order (-inf in "same" padding): strided
+    slices of x, read through bitcasts (`_bitcast_reads`) where the window
+    has more than `_READS_PER_BITCAST` elements."""
+    if len(geo.offsets) <= _READS_PER_BITCAST:
+        return (_window_element_of_input(x, geo, offset) for offset in geo.offsets)
+    return (lax.bitcast_convert_type(bits, x.dtype) for bits in _bitcast_reads(x, geo))
 
 
 def _portable_max(x, geo, keep_nan):
@@ -396,7 +415,7 @@ def _first_max_index(x, geo):
         elements = _window_bits(x, geo)
         key, larger = functools.partial(_ordered_key, infinity=_HALF_INFINITY_BITS[x.dtype]), lax.gt
     else:
-        elements = (_window_element_of_input(x, geo, offset) for offset in offsets)
+        elements = _window_elements(x, geo)
         key, larger = lax.neg, lambda a, b: (a < b) | (jnp.isnan(a) & ~jnp.isnan(b))
     best = index = None
     for k, element in enumerate(elements):
