@@ -132,12 +132,12 @@ def _reduce_window_max(x, geo):
     return lax.reduce_window(x, init, lax.max, window, strides, pads)
 
 
-def _max_of_window_elements(x, geo):
+def _max_of_window_elements(x, geo, split_reads=True):
     """The elementwise `max` of the window's elements, each a strided slice of
     x (`_window_elements`): one fused loop. HLO's elementwise `max`
     propagates NaN."""
     y = None
-    for element in _window_elements(x, geo):
+    for element in _window_elements(x, geo, split_reads):
         y = element if y is None else lax.max(y, element)
     return y
 
@@ -221,12 +221,13 @@ def _window_bits(x, geo):
     return _bitcast_reads(x, geo)
 
 
-def _window_elements(x, geo):
+def _window_elements(x, geo, split_reads=True):
     """The window elements of a float x, in x's dtype, shaped like the
     output, in row-major window order (-inf in "same" padding): strided
     slices of x, read through bitcasts (`_bitcast_reads`) where the window
-    has more than `_READS_PER_BITCAST` elements."""
-    if len(geo.offsets) <= _READS_PER_BITCAST:
+    has more than `_READS_PER_BITCAST` elements, if `split_reads` (XLA:CPU's
+    limit; a GPU's programs, measured there, read x itself)."""
+    if not split_reads or len(geo.offsets) <= _READS_PER_BITCAST:
         return (_window_element_of_input(x, geo, offset) for offset in geo.offsets)
     return (lax.bitcast_convert_type(bits, x.dtype) for bits in _bitcast_reads(x, geo))
 
@@ -295,7 +296,7 @@ def _forward(x, geo):
     return _per_platform(
         x,
         cpu=functools.partial(cpu, geo=geo),
-        gpu=functools.partial(_max_of_window_elements, geo=geo),
+        gpu=functools.partial(_max_of_window_elements, geo=geo, split_reads=False),
         other=functools.partial(_guarded_reduce_window_max, geo=geo),
     )
 
@@ -393,7 +394,7 @@ def _pad_by_concatenation(element, pads, fill):
     return element
 
 
-def _first_max_index(x, geo):
+def _first_max_index(x, geo, split_reads=True):
     """Per output, the row-major window offset of its first maximum (NaN
     counting as the largest value).
 
@@ -415,7 +416,7 @@ def _first_max_index(x, geo):
         elements = _window_bits(x, geo)
         key, larger = functools.partial(_ordered_key, infinity=_HALF_INFINITY_BITS[x.dtype]), lax.gt
     else:
-        elements = _window_elements(x, geo)
+        elements = _window_elements(x, geo, split_reads)
         key, larger = lax.neg, lambda a, b: (a < b) | (jnp.isnan(a) & ~jnp.isnan(b))
     best = index = None
     for k, element in enumerate(elements):
@@ -482,7 +483,7 @@ def _stored_first_max_index(x, geo):
     # On a GPU (an H200) the scan stored behind a conditional or an
     # optimization barrier took what the fused one takes: fused there, with
     # no conditional (README "On a GPU").
-    return _per_platform(x, cpu=stored, gpu=scan, other=stored)
+    return _per_platform(x, cpu=stored, gpu=functools.partial(scan, split_reads=False), other=stored)
 
 
 def _phase_view(v, geo):
