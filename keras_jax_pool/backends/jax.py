@@ -144,14 +144,14 @@ def _max_of_window_elements(x, geo, split_reads=True):
 
 def _max_of_widened_elements(x, geo):
     """`_max_of_window_elements`, for bfloat16 and float16 taken in float32:
-    each element is widened exactly from its bits (`_window_bits`), and the
+    each element is widened exactly from its bits (`_bitcast_reads`), and the
     max narrowed back exactly, as it is one of them. XLA:CPU runs a 16-bit
     float `max` by converting both sides to float32 and the result back
     (3x3 stride 2 "same" on 32x112x112x64 bfloat16: 72 against 3.5 ms)."""
     if x.dtype not in _HALF_INFINITY_BITS:
         return _max_of_window_elements(x, geo)
     y = None
-    for bits in _window_bits(x, geo):
+    for bits in _bitcast_reads(x, geo):
         element = _widened(bits, x.dtype)
         y = element if y is None else lax.max(y, element)
     return _narrowed(y, x.dtype)
@@ -200,25 +200,22 @@ _BITCAST_TYPES = {2: (jnp.int16, jnp.uint16), 4: (jnp.int32, jnp.uint32), 8: (jn
 def _bitcast_reads(x, geo):
     """The window elements of a float x as the bits of the signed integer of
     its size, shaped like the output, in row-major window order; -inf's bits
-    where a window reaches into "same" padding. Read through a bitcast to the
-    signed and one to the unsigned integer in turn, `_READS_PER_BITCAST`
-    elements each, so that up to 30 elements (3x3x3 windows) stay in one
-    fused loop."""
+    where a window reaches into "same" padding.
+
+    Read through a bitcast to the signed and one to the unsigned integer in
+    turn, `_READS_PER_BITCAST` elements each, so that up to 30 elements
+    (3x3x3 windows) stay in one fused loop: through a single bitcast, 3x3x3
+    stride 2 "same" on 4x32x64x64x32 bfloat16 took 33 ms for its window scan
+    and 30 ms for its max, 5.5 ms through two. 16-bit floats are always
+    read so, whatever the window's size: XLA:CPU would slice a 16-bit float
+    input as a float32 copy of all of it.
+    """
     types = _BITCAST_TYPES[x.dtype.itemsize]
     views = [(lax.bitcast_convert_type(x, t), int(np.array(-np.inf, x.dtype).view(t))) for t in types]
     for n, offset in enumerate(geo.offsets):
         view, fill = views[n // _READS_PER_BITCAST % len(views)]
         element = _window_element_of_input(view, geo, offset, fill)
         yield lax.bitcast_convert_type(element, types[0])
-
-
-def _window_bits(x, geo):
-    """The window elements of a 16-bit float x as int16 bits (`_bitcast_reads`),
-    whatever the window's size: XLA:CPU would slice a 16-bit float input as a
-    float32 copy of all of it. Through a single bitcast, 3x3x3 stride 2 "same"
-    on 4x32x64x64x32 bfloat16 took 33 ms for its window scan and 30 ms for
-    its max, 5.5 ms through two."""
-    return _bitcast_reads(x, geo)
 
 
 def _window_elements(x, geo, split_reads=True):
@@ -413,7 +410,7 @@ def _first_max_index(x, geo, split_reads=True):
         e = _window_element_of_input(x, geo, offsets[0])
         return jnp.where((e >= e) | (e != e), 0, 1).astype(geo.index_dtype)
     if x.dtype in _HALF_INFINITY_BITS:
-        elements = _window_bits(x, geo)
+        elements = _bitcast_reads(x, geo)
         key, larger = functools.partial(_ordered_key, infinity=_HALF_INFINITY_BITS[x.dtype]), lax.gt
     else:
         elements = _window_elements(x, geo, split_reads)
