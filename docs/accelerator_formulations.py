@@ -65,14 +65,17 @@ FORWARDS = {
     "as shipped": lambda x, geo: kj._forward(x, geo),
     "stock reduce_window": lambda x, geo: kj._reduce_window_max(x, geo),
     "checked reduce_window (sum + cond)": lambda x, geo: kj._guarded_reduce_window_max(x, geo),
-    "max of window elements": lambda x, geo: kj._max_of_window_elements(x, geo),
+    # The GPU's own: x's slices read directly.
+    "max of window elements": lambda x, geo: kj._max_of_window_elements(x, geo, split_reads=False),
+    # XLA:CPU's: windows of over 15 elements read x through two bitcasts.
+    "max of window elements, reads split": lambda x, geo: kj._max_of_window_elements(x, geo),
 }
 def _stored_behind_barrier(x, geo):
-    return lax.optimization_barrier(kj._first_max_index(x, geo))
+    return lax.optimization_barrier(kj._first_max_index(x, geo, split_reads=False))
 
 
 def _stored_behind_cond(x, geo):
-    scan = lambda v: kj._first_max_index(v, geo)
+    scan = lambda v: kj._first_max_index(v, geo, split_reads=False)
     corner = lax.slice(x, (0,) * x.ndim, (1,) * x.ndim).reshape(())
     return lax.cond(jnp.isnan(corner), scan, scan, x)
 
@@ -82,7 +85,7 @@ def _stored_behind_cond(x, geo):
 # behind an optimization barrier or a conditional (XLA:CPU's way).
 RULES = {
     "ours as shipped": {},
-    "ours, scan fused": {"_stored_first_max_index": lambda x, geo: kj._first_max_index(x, geo)},
+    "ours, scan fused": {"_stored_first_max_index": lambda x, geo: kj._first_max_index(x, geo, split_reads=False)},
     "ours, scan stored (barrier)": {"_stored_first_max_index": _stored_behind_barrier},
     "ours, scan stored (cond)": {"_stored_first_max_index": _stored_behind_cond},
 }
