@@ -72,20 +72,18 @@ def max_pool(inputs, pool_size, strides, padding, data_format):
     if transpose:
         x = tf.transpose(x, (0, *range(2, dims + 2), 1))
     channels_last = data_format == "channels_last" or transpose
-    if not (x.dtype.is_floating and config.keep_nan()):
-        y = _max_pool(x, pool_size, strides, padding, channels_last)
-    elif tf.executing_eagerly():
-        y = _max_pool(x, pool_size, strides, padding, channels_last)
-        if not np.isfinite(_sum(x, eager=True).numpy()).all():
-            y = _max_pool_not_finite(x, y, pool_size, strides, padding, channels_last)
+    guard = x.dtype.is_floating and config.keep_nan()
+    eager = tf.executing_eagerly()
+    if guard and not eager and _tape_is_recording():
+        y = _guarded(x, pool_size, strides, padding, channels_last)
     else:
-        finite = tf.reduce_all(tf.math.is_finite(_sum(x, eager=False)))
-        if _tape_is_recording():
-            y = _guarded(x, finite, pool_size, strides, padding, channels_last)
-        else:
-            y = _max_pool(x, pool_size, strides, padding, channels_last)
+        y = _max_pool(x, pool_size, strides, padding, channels_last)
+        if guard:
             not_finite = lambda: _max_pool_not_finite(x, y, pool_size, strides, padding, channels_last)
-            y = tf.cond(finite, lambda: y, not_finite)
+            if eager:
+                y = y if np.isfinite(_sum(x, eager).numpy()).all() else not_finite()
+            else:
+                y = tf.cond(_all_finite(x), lambda: y, not_finite)
     if transpose:
         y = tf.transpose(y, (0, dims + 1, *range(1, dims + 1)))
     return y
@@ -102,10 +100,15 @@ def _tape_is_recording():
     return bool(getattr(record, "could_possibly_record", lambda: False)())
 
 
-def _guarded(x, finite, pool_size, strides, padding, channels_last):
-    """MaxPool of x, or `_max_pool_not_finite` where `finite` is false, with
-    a gradient of our own: MaxPool's where `finite`, else the first-NaN
-    routing. A `tf.cond`'s own gradient returns a gradient for x from the
+def _all_finite(x):
+    """In a graph: a boolean scalar, whether every element of x is finite."""
+    return tf.reduce_all(tf.math.is_finite(_sum(x, eager=False)))
+
+
+def _guarded(x, pool_size, strides, padding, channels_last):
+    """MaxPool of x, or `_max_pool_not_finite` where x is not all finite,
+    with a gradient of our own: MaxPool's where x is finite, else the
+    first-NaN routing (`_taking_first_gradient`). A `tf.cond`'s own gradient returns a gradient for x from the
     finite branch too, a tensor of zeros the size of x, which an AddN adds to
     MaxPool's: forward+backward took 0.56 to 0.87x of stock's speed with it,
     0.72 to 1.02x with this (README "What the TensorFlow fix costs").
@@ -116,6 +119,8 @@ def _guarded(x, finite, pool_size, strides, padding, channels_last):
     inside one, oneDNN no longer pairs MaxPool with its gradient, whose
     fallback kernel took 3 to 5 times as long.)"""
 
+    finite = _all_finite(x)
+
     @tf.custom_gradient
     def guarded(x):
         with tf.GradientTape() as tape:
@@ -125,13 +130,7 @@ def _guarded(x, finite, pool_size, strides, padding, channels_last):
 
         def grad(dy):
             dx = tape.gradient(y, x, output_gradients=dy)
-
-            def taking_first():
-                with tf.GradientTape() as inner:
-                    inner.watch(x)
-                    taken = _max_pool_taking_first(x, pool_size, strides, padding, channels_last)
-                return inner.gradient(taken, x, output_gradients=dy)
-
+            taking_first = lambda: _taking_first_gradient(x, dy, pool_size, strides, padding, channels_last)
             return tf.cond(finite, lambda: dx, taking_first)
 
         return value, grad
@@ -209,14 +208,19 @@ def _max_pool_not_finite(x, y, pool_size, strides, padding, channels_last):
         value = tf.where(all_minus_inf != all_minus_inf, y * 2, value)
 
         def grad(dy):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                taken = _max_pool_taking_first(x, pool_size, strides, padding, channels_last)
-            return tape.gradient(taken, x, output_gradients=dy)
+            return _taking_first_gradient(x, dy, pool_size, strides, padding, channels_last)
 
         return value, grad
 
     return pool(x)
+
+
+def _taking_first_gradient(x, dy, pool_size, strides, padding, channels_last):
+    """The gradient of `_max_pool_taking_first` at x for the cotangent dy."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        taken = _max_pool_taking_first(x, pool_size, strides, padding, channels_last)
+    return tape.gradient(taken, x, output_gradients=dy)
 
 
 def _max_pool_taking_first(x, pool_size, strides, padding, channels_last):
