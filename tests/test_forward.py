@@ -91,6 +91,8 @@ class TestJaxFormulations:
             jax_backend._max_of_widened_elements,
             jax_backend._guarded_reduce_window_max,
         )
+        if jax_backend._tiles_input(geo):
+            formulations += (jax_backend._max_of_tiles,)
         for formulation in formulations:
             y = jax.jit(lambda v, f=formulation: f(v, geo))(x)
             np.testing.assert_array_equal(np.asarray(y, "float32"), expected, err_msg=formulation.__name__)
@@ -299,10 +301,57 @@ class TestJaxFormulations:
         np.testing.assert_array_equal(pooled_out.astype("float32"), _expected(conv_out, pool_size, strides, padding))
 
 
+    @pytest.mark.parametrize("padding", ["valid", "same"])
+    def test_tiled_images_pool_inside_the_fusion_of_their_convolutions(self, padding, monkeypatch, rng):
+        """float32 windows that tile an image compile, inside a model, into
+        the YNNPACK fusion XLA:CPU builds around its 2D convolutions: the
+        compiled forward has stock's fusions, where the elements' max split
+        it (README "Keeping NaN, and what it costs"). In such a fusion a
+        window holding NaN still gives NaN, and every other output is
+        stock's, bit for bit."""
+        import jax
+
+        from keras_jax_pool.backends import jax as jax_backend
+
+        def fusions(model, x):
+            weights = [v.value for v in model.trainable_variables]
+            forward = jax.jit(lambda v: model.stateless_call(weights, [], v)[0])
+            return len(re.findall(r"= \S+ fusion\(", _optimized_hlo(forward, x)))
+
+        def net(pool):
+            inputs = keras.Input((32, 32, 8))
+            h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(inputs)
+            h = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(pool(2, padding=padding)(h))
+            return keras.Model(inputs, pool(2, padding=padding)(h))
+
+        keras.utils.set_random_seed(0)
+        stock = net(keras.layers.MaxPooling2D)
+        ours = kjp.swap_in(stock)
+        x = rng.normal(size=(64, 32, 32, 8)).astype("float32")
+        x[rng.random(x.shape) < 0.2] = 0.0
+        assert fusions(ours, x) == fusions(stock, x)
+        np.testing.assert_array_equal(np.asarray(ours(x)).view("int32"), np.asarray(stock(x)).view("int32"))
+        # NaN through a convolution that passes its input on (1x1, identity):
+        # the pooling's input is computed inside the fusion.
+        inputs = keras.Input((32, 32, 8))
+        identity = keras.layers.Conv2D(8, 1, use_bias=False)
+        model = keras.Model(inputs, kjp.MaxPool2D(2, padding=padding)(identity(inputs)))
+        identity.kernel.assign(np.eye(8, dtype="float32")[None, None])
+        x[0, 5, 6, :] = NAN
+        pooled = np.asarray(jax.jit(lambda v: model(v))(x))
+        nan = np.zeros(pooled.shape, bool)
+        nan[0, 2, 3] = True
+        np.testing.assert_array_equal(np.isnan(pooled), nan)
+        # The elements' max, in the same model, splits the fusion.
+        monkeypatch.setattr(jax_backend, "_cpu_forward", lambda geo, dtype: jax_backend._max_of_widened_elements)
+        assert fusions(kjp.swap_in(stock), x) > fusions(stock, x)
+
+
 def _optimized_hlo(jitted, x):
-    """The compiled program's instructions, without names and metadata."""
+    """The compiled program's computations (the fused ones and the entry),
+    without names and metadata."""
     text = jitted.lower(x).compile().as_text()
-    text = text[text.index("ENTRY"):]
+    text = text[re.search(r"^(%|ENTRY)", text, re.MULTILINE).start() :]
     text = re.sub(r", metadata=\{[^}]*\}", "", text)
     return re.sub(r"%[\w.\-]+", "%", text)
 
