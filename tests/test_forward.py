@@ -301,6 +301,23 @@ class TestJaxFormulations:
         np.testing.assert_array_equal(pooled_out.astype("float32"), _expected(conv_out, pool_size, strides, padding))
 
 
+    @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+    @pytest.mark.parametrize("pool_size, strides, padding", [g for g in GEOMETRIES if g[0] == g[1] and len(g[0]) == 2])
+    def test_tiles_give_stock_bits_for_signed_zeros_and_infinities(self, pool_size, strides, padding, data_format, rng):
+        """The tiles' NaN mark adds -0 to every window's max: no value
+        changes, -0 and +0 included, as stock's reduce_window gives them."""
+        import jax
+
+        from keras_jax_pool.backends import jax as jax_backend
+
+        x = rng.choice(np.array([-0.0, 0.0, -np.inf, np.inf, -2.0, -1.0], "float32"), size=SHAPES[2])
+        x = np.moveaxis(x, -1, 1).copy() if data_format == "channels_first" else x
+        geo = self._geometry(x, pool_size, strides, padding, data_format)
+        tiles = np.asarray(jax.jit(lambda v: jax_backend._max_of_tiles(v, geo))(x))
+        stock = np.asarray(jax.jit(lambda v: jax_backend._reduce_window_max(v, geo))(x))
+        assert np.signbit(stock[stock == 0]).any() and (~np.signbit(stock[stock == 0])).any()
+        np.testing.assert_array_equal(tiles.view("int32"), stock.view("int32"))
+
     @pytest.mark.parametrize("padding", ["valid", "same"])
     def test_tiled_images_pool_inside_the_fusion_of_their_convolutions(self, padding, monkeypatch, rng):
         """float32 windows that tile an image compile, inside a model, into
