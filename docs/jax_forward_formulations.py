@@ -31,19 +31,8 @@ def window_sum(z, geo):
         window[axis], strides[axis] = g.window, g.stride
     return lax.reduce_window(z, np.float32(0), lax.add, window, strides, [(0, 0)] * z.ndim)
 
-def tiles(x, geo):
-    """x reshaped so that each pooled axis is (outputs, window); the window axes."""
-    shape, axes = [], []
-    pooled = dict(geo.per_axis)
-    for axis, n in enumerate(x.shape):
-        g = pooled.get(axis)
-        shape += [n] if g is None else [g.outputs, g.window]
-        if g is not None:
-            axes.append(len(shape) - 1)
-    return x.reshape(shape), axes
-
 def tiles_max_only(x, geo):
-    v, axes = tiles(x, geo)
+    v, axes = kj._tiles(x, geo)
     return lax.reduce_max(v, axes)
 
 def reduce_window_and_sign_pool(x, geo):
@@ -53,7 +42,7 @@ def tiles_max_and_sign_pool(x, geo):
     return tiles_max_only(x, geo) + window_sum(jnp.abs(jnp.sign(x)), geo) * MINUS_ZERO
 
 def reduce_window_and_tiles_mark(x, geo):
-    v, axes = tiles(x, geo)
+    v, axes = kj._tiles(x, geo)
     return kj._reduce_window_max(x, geo) + lax.reduce(jnp.abs(jnp.sign(v)), np.float32(0), lax.add, axes) * MINUS_ZERO
 
 def reduce_window_and_isnan_pool(x, geo):
