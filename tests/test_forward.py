@@ -300,7 +300,6 @@ class TestJaxFormulations:
         assert np.isnan(pooled_out).any()
         np.testing.assert_array_equal(pooled_out.astype("float32"), _expected(conv_out, pool_size, strides, padding))
 
-
     @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
     @pytest.mark.parametrize("pool_size, strides, padding", [g for g in GEOMETRIES if g[0] == g[1] and len(g[0]) == 2])
     def test_tiles_give_stock_bits_for_signed_zeros_and_infinities(self, pool_size, strides, padding, data_format, rng):
