@@ -176,7 +176,7 @@ def _tiles(x, geo):
         if g is None:
             shape.append(length)
             continue
-        pads[axis] = (g.low, g.outputs * g.stride - g.length - g.low, 0)
+        pads[axis] = (g.low, g.high, 0)  # windows tile: the phase view is whole windows
         shape += [g.outputs, g.window]
         window_axes.append(len(shape) - 1)
     if any(p != (0, 0, 0) for p in pads):
