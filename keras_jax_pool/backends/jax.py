@@ -574,12 +574,13 @@ def _splits_phases(geo):
     view, and XLA:CPU fuses the sum of those pads into a branch per plane on
     every element; `lax.split`'s transpose is a concatenation instead, but
     then the planes' cotangents are never added, so each plane needs a +0
-    term of its own (`_select_tangent`). Measured, forward+backward,
-    3x3 stride 2 on 32x112x112x64, sliced against split (the floor, `x * 2`):
-    "valid" 79 against 56 ms in float32 (44), "same" 36 against 28 ms in
-    bfloat16 (21) and 40 against 33 ms in float16 (22). Along one axis the
-    split's extra +0 terms cost more than the pads (3 stride 2 "same" on
-    32x8192x64: 17 against 37 ms in bfloat16, 25 against 46 ms in float32).
+    term of its own (`_select_tangent`). Measured, forward+backward, 3x3
+    stride 2 on 32x112x112x64, sliced against split, median of 11 in turn
+    (the floor, `x * 2`, in brackets): "valid", float32, 63 against 42 ms
+    (35); "same", float32 41 against 36 ms (32), bfloat16 36 against 28 ms
+    (20), float16 28 against 21 ms (17). Along one axis the split's +0
+    terms cost more than the pads (3 stride 2 "same" on 32x8192x64: 17
+    against 37 ms in bfloat16, 25 against 46 ms in float32).
     """
     return sum(g.stride > 1 for g in geo.spatial) >= 2
 
@@ -616,12 +617,12 @@ def _select_tangent(t, index, geo):
     row-major output order), so overlapping windows' sums round identically
     to stock's. select_and_scatter also starts every gradient element at +0
     and adds, so an element receiving only -0.0 ends at +0.0; one more term,
-    never selected (index is never K, which XLA cannot know) and last in its
-    plane so the transpose adds it first, supplies that +0: in the first
-    plane, whose pad adds +0 to every element, or in every plane where the
-    planes are split (`_splits_phases`). Where
-    `_broadcasts_phases`, the terms are grouped by shift instead
-    (`_phase_broadcast_tangent`), in the same order.
+    never selected (its index is negative, which no window offset is, though
+    XLA cannot know it) and last in its plane so the transpose adds it
+    first, supplies that +0: in the first plane, whose pad adds +0 to every
+    element, or in every plane where the planes are split
+    (`_splits_phases`). Where `_broadcasts_phases`, the terms are grouped by
+    shift instead (`_phase_broadcast_tangent`), in the same order.
 
     bfloat16 and float16 are computed in float32: XLA:CPU would otherwise
     round after every select, pad and add of the transpose. Selects and pads
@@ -641,9 +642,11 @@ def _select_tangent(t, index, geo):
         phase = tuple(i % g.stride for (_, g), i in zip(geo.per_axis, offset))
         planes.setdefault(phase, []).append((k, offset))
     # Never selected: the +0, last in its plane (in every plane where the
-    # planes' cotangents are concatenated rather than added).
-    for phase in list(planes) if _splits_phases(geo) else [(0,) * len(geo.per_axis)]:
-        planes.setdefault(phase, []).append((len(geo.offsets), phase))
+    # planes' cotangents are concatenated rather than added), each with an
+    # index of its own, never a window offset: the same term in every plane
+    # would be one array to XLA, written out for its several users.
+    for n, phase in enumerate(list(planes) if _splits_phases(geo) else [(0,) * len(geo.per_axis)]):
+        planes.setdefault(phase, []).append((-1 - n % 128, phase))
     zero = jnp.zeros((), view.dtype)
     dy = None
     phase_planes = _phase_planes(view, positions, geo)
@@ -654,7 +657,7 @@ def _select_tangent(t, index, geo):
             dy = term if dy is None else dy + term
             # The transpose's sum of the terms after this one is inexact only
             # if it adds two real cotangents (not the never-selected term).
-            if narrow and sum(k < len(geo.offsets) for k, _ in terms[p + 1 :]) >= 2:
+            if narrow and sum(k >= 0 for k, _ in terms[p + 1 :]) >= 2:
                 plane = _rounded(plane, t.dtype)
     return dy.astype(t.dtype)
 
