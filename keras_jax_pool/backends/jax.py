@@ -576,11 +576,12 @@ def _splits_phases(geo):
     then the planes' cotangents are never added, so each plane needs a +0
     term of its own (`_select_tangent`). Measured, forward+backward, 3x3
     stride 2 on 32x112x112x64, sliced against split, median of 11 in turn
-    (the floor, `x * 2`, in brackets): "valid", float32, 63 against 42 ms
-    (35); "same", float32 41 against 36 ms (32), bfloat16 36 against 28 ms
-    (20), float16 28 against 21 ms (17). Along one axis the split's +0
-    terms cost more than the pads (3 stride 2 "same" on 32x8192x64: 17
-    against 37 ms in bfloat16, 25 against 46 ms in float32).
+    (the floor, `x * 2`, in brackets): "valid", float32, 90 against 45 ms
+    (36); "same", float32 57 against 49 ms (39), bfloat16 29 against 25 ms
+    (19), float16 29 against 22 ms (18) (README "Split phase planes").
+    Along one axis the split's +0 terms cost more than the pads (3 stride 2
+    "same" on 32x8192x64: 17 against 37 ms in bfloat16, 25 against 46 ms in
+    float32).
     """
     return sum(g.stride > 1 for g in geo.spatial) >= 2
 
