@@ -154,10 +154,10 @@ def _max_of_tiles(x, geo):
     one that XLA:CPU hands to YNNPACK, so it joins the YNNPACK fusion that
     XLA builds around a model's 2D convolutions, as stock's `reduce_window`
     does: the CIFAR-style net's float32 `predict` keeps stock's fusions and
-    runs at 1.4 to 1.5x stock's speed, where the elements' max split the
-    fusion and ran at 0.69x. On its own, over an input that no such fusion
-    produces, it reads x twice: 0.57x stock's speed on 32x112x112x64 (README
-    "Keeping NaN, and what it costs").
+    ran at 1.04 to 1.5x stock's speed over three runs, where the elements'
+    max split the fusion and ran at 0.69x. On its own, over an input that no
+    such fusion produces, it reads x twice: 0.55 to 0.57x stock's speed on
+    32x112x112x64 (README "Keeping NaN, and what it costs").
     """
     tiles, window_axes = _tiles(x, geo)
     y = lax.reduce_max(tiles, window_axes)
@@ -645,7 +645,8 @@ def _select_tangent(t, index, geo):
     # Never selected: the +0, last in its plane (in every plane where the
     # planes' cotangents are concatenated rather than added), each with an
     # index of its own, never a window offset: the same term in every plane
-    # would be one array to XLA, written out for its several users.
+    # would be one array to XLA, written out for its several users. Modulo
+    # 128, so that the index fits the int8 window index (`index_dtype`).
     for n, phase in enumerate(list(planes) if _splits_phases(geo) else [(0,) * len(geo.per_axis)]):
         planes.setdefault(phase, []).append((-1 - n % 128, phase))
     zero = jnp.zeros((), view.dtype)
