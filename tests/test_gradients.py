@@ -173,15 +173,17 @@ class TestJaxRule:
             ((3,), (2,), False),  # one strided axis: the planes' pads add up
             ((3, 3), (2, 1), False),
             ((2, 2), (2, 2), False),  # apart: grouped by shift
-            ((3, 3, 3), (2, 2, 2), False),  # overlapping along three axes: by shift
+            ((2, 2, 2), (2, 2, 2), False),
+            ((3, 3, 3), (2, 2, 2), True),  # overlapping along three axes: by shift, split along one
         ],
     )
     def test_the_backward_joins_split_phase_planes_by_concatenation(self, pool_size, strides, joined, rng):
-        """Where the phase planes are split (`_splits_phases`), the compiled
-        backward joins their cotangents with a concatenation (a pad per plane
+        """Where the phase planes are split (`_splits_phases`, and
+        `_split_axes` for volumes), the compiled backward joins their
+        cotangents with a concatenation (a pad per plane
         was 1.2 to 3x slower: README "Performance"), writes out no padded
         cotangent, and still gives stock's bits, -0 cotangents included (each
-        split plane has its own +0 term)."""
+        split plane has its own +0 term), all of them -0 too."""
         import jax
         import jax.numpy as jnp
 
@@ -196,6 +198,11 @@ class TestJaxRule:
             # one array and write it out: the temporaries are the window
             # index (1 byte per output) and a few scalars.
             assert compiled.memory_analysis().temp_size_in_bytes < c.nbytes
+        ours, stock = np.asarray(grad(kjp.max_pool)(x)), np.asarray(grad(keras.ops.max_pool)(x))
+        np.testing.assert_array_equal(ours.view(np.uint32), stock.view(np.uint32))
+        # Every cotangent -0: an element that is the maximum of several
+        # windows sums only -0 terms, +0 in stock, which starts from +0.
+        c[...] = -0.0
         ours, stock = np.asarray(grad(kjp.max_pool)(x)), np.asarray(grad(keras.ops.max_pool)(x))
         np.testing.assert_array_equal(ours.view(np.uint32), stock.view(np.uint32))
 
