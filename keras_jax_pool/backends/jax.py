@@ -535,22 +535,24 @@ def _stored_first_max_index(x, geo):
     return _per_platform(x, cpu=stored, gpu=functools.partial(scan, split_reads=False), other=stored)
 
 
-def _phase_view(v, geo):
+def _phase_view(v, geo, rows=None):
     """`v` (padded with zeros, or cropped) with each spatial axis split into
-    (phases, stride); returns it and the positions of the phase axes."""
+    (phases, stride), or (rows[i], stride) for the i-th spatial axis;
+    returns it and the positions of the phase axes."""
+    rows = rows or [g.phases for g in geo.spatial]
     config = [(0, 0, 0)] * v.ndim
-    for axis, g in geo.per_axis:
-        config[axis] = (g.low, g.high, 0)
+    for (axis, g), n in zip(geo.per_axis, rows):
+        config[axis] = (g.low, n * g.stride - g.length - g.low, 0)
     if any(c != (0, 0, 0) for c in config):
         v = lax.pad(v, jnp.zeros((), v.dtype), config)
     shape, positions = [], {}
     for d in range(v.ndim):
-        g = dict(geo.per_axis).get(d)
-        if g is None:
+        if d not in geo.axes:
             shape.append(v.shape[d])
         else:
+            s = geo.axes.index(d)
             positions[d] = len(shape)
-            shape += [g.phases, g.stride]
+            shape += [rows[s], geo.spatial[s].stride]
     return v.reshape(shape), positions
 
 
@@ -642,9 +644,10 @@ def _select_tangent(t, index, geo):
     narrow = t.dtype in _HALF_INFINITY_BITS
     # Widened before the phase view: its transpose (a crop) then runs in
     # float32 too, and the gradient is rounded to t's dtype once, last.
-    view, positions = _phase_view(t.astype(jnp.float32) if narrow else t, geo)
+    wide = t.astype(jnp.float32) if narrow else t
     if _broadcasts_phases(geo):
-        return _phase_broadcast_tangent(view, positions, index, geo, t.dtype)
+        return _phase_broadcast_tangent(wide, index, geo, t.dtype)
+    view, positions = _phase_view(wide, geo)
     planes = {}
     for k, offset in enumerate(geo.offsets):
         phase = tuple(i % g.stride for (_, g), i in zip(geo.per_axis, offset))
@@ -696,7 +699,7 @@ def _broadcasts_phases(geo):
     return overlapping == 0 or overlapping >= 3
 
 
-def _phase_broadcast_tangent(view, positions, index, geo, dtype):
+def _phase_broadcast_tangent(t, index, geo, dtype):
     """`_select_tangent` without a pad in the backward loop: one term per
     shift j (window w's element at offset i lies in phase row w + i //
     stride of its axis), each comparing the index of window a - j, for
@@ -709,7 +712,8 @@ def _phase_broadcast_tangent(view, positions, index, geo, dtype):
 
     Along the axes of `_split_axes`, the phase view is split into planes
     first (`lax.split`, whose transpose is a concatenation), and each plane
-    takes only the shifts that reach it there.
+    takes only the shifts that reach it there. Split along two axes, the
+    view has `_exact_rows`, so that the gradient needs no crop.
 
     JAX's transpose adds a plane's terms last first: the largest shift, the
     first window in row-major order, first, as select_and_scatter does; the
@@ -720,6 +724,9 @@ def _phase_broadcast_tangent(view, positions, index, geo, dtype):
     planes' +0 terms do (`_select_tangent`).
     """
     narrow = dtype in _HALF_INFINITY_BITS
+    split = _split_axes(geo)
+    rows = [_exact_rows(g) if len(split) > 1 else g.phases for g in geo.spatial]
+    view, positions = _phase_view(t, geo, rows)
     most = [g.phases - g.outputs for g in geo.spatial]
     pads = [(0, 0, 0)] * index.ndim
     for (axis, _), h in zip(geo.per_axis, most):
@@ -727,7 +734,6 @@ def _phase_broadcast_tangent(view, positions, index, geo, dtype):
     index = lax.pad(index, jnp.array(-1, index.dtype), pads)
     # The phase axes of the view, and the shape that broadcasts over them.
     phase_axes = tuple(positions[axis] + 1 for axis in geo.axes)
-    split = _split_axes(geo)
     weights = np.cumprod([1] + [g.window for g in geo.spatial[:0:-1]])[::-1]  # row-major
     # The index of the window each phase row reads at a shift, per row.
     row_shape = list(view.shape)
@@ -753,8 +759,8 @@ def _phase_broadcast_tangent(view, positions, index, geo, dtype):
         terms.append(((0,) * len(most), np.full(phase_shape, -3 - n_plane % 125), np.zeros(phase_shape, bool)))
         for n, (shift, offsets, inside) in enumerate(terms):
             starts, limits = [0] * index.ndim, list(index.shape)
-            for (axis, g), h, j in zip(geo.per_axis, most, shift):
-                starts[axis], limits[axis] = h - j, h - j + g.phases
+            for (axis, _), h, j, r in zip(geo.per_axis, most, shift, rows):
+                starts[axis], limits[axis] = h - j, h - j + r
             window_index = lax.slice(index, starts, limits).reshape(row_shape)
             picked = jnp.where(window_index == jnp.asarray(offsets, index.dtype), plane, zero)
             term = jnp.sum(picked, axis=phase_axes)
@@ -774,27 +780,48 @@ def _phase_broadcast_tangent(view, positions, index, geo, dtype):
     return lax.slice(dy, starts, limits).astype(dtype)
 
 
+def _exact_rows(g):
+    """The phase rows that hold the input exactly, where they do: no low
+    padding and a length that the stride divides. The rows after them hold
+    only high "same" padding, which never takes a cotangent (a pad is
+    picked only as a window's first element), so the backward can leave
+    them out, and with them the crop of its gradient."""
+    if g.low == 0 and g.length % g.stride == 0 and g.length // g.stride >= g.outputs:
+        return g.length // g.stride
+    return None
+
+
 def _split_axes(geo):
     """The spatial axes (positions in `geo.spatial`) along which
-    `_phase_broadcast_tangent` splits the phase view into planes: the first
-    strided one, where windows overlap along three axes or more.
+    `_phase_broadcast_tangent` splits the phase view into planes, where
+    windows overlap along three axes or more: the first and the last
+    strided ones where every axis's phase rows hold the input exactly
+    (`_exact_rows`), else the first.
 
     Every gradient element evaluates every term of its plane. Unsplit, a
     3x3x3 stride 2 window's 8 shifts (and their roundings in 16-bit floats)
     reach every element; split along one axis, the planes of phase 1 there
-    take 4 of them, and half the roundings. Along two axes or more, XLA:CPU
-    fuses the concatenation into a branch per element. Measured, the
-    backward alone given the window index, 3x3x3 stride 2 "same" on
-    4x32x64x64x32, median of 15 in turn, unsplit / split along depth,
-    height, width / floor, ms: bfloat16 28.9 / 23.0, 23.5, 21.3 / 13.8;
-    float16 28.2 / 23.9, 23.5, 24.8 / 39.7 (XLA's slow float16 `x * 2`);
-    float32 31.6 / 29.0, 31.9, 31.5 / 31.3. Which axis is within this
-    machine's noise; the first is taken. Split along height and width,
-    134.6 ms, and along all three axes 88.2 (bfloat16, median of 11).
+    take 4 of them and 2 of the 6 roundings; along two, 5.5 shifts and 2.5
+    roundings per element on average. Split along two axes with the
+    gradient cropped after the concatenation, XLA:CPU emits the loop as
+    scalar code (no vector instructions in its LLVM IR); without the crop
+    it vectorizes. Measured, the backward alone given the window index,
+    3x3x3 stride 2 "same" on 4x32x64x64x32, median of 15 in turn, ms, in
+    bfloat16 / float32 / float16 (floor 12.8 / 30.7 / 38.3, XLA's float16
+    `x * 2` being slow): unsplit 28.9 / 31.6 / 28.2 (an earlier run); split
+    along depth, cropped 19.4 / 28.6 / 22.6, exact rows 22.8 / 32.2 / 25.1;
+    exact rows and split along depth and width 17.4 / 29.6 / 21.2, depth
+    and height 18.0 / 30.4 / 21.8, height and width 18.3 / 30.9 / 21.6.
+    Split along two axes and cropped, 134.6 ms; along all three, 88.2
+    cropped and 79.9 exact (bfloat16).
     """
     overlapping = sum(g.window > g.stride for g in geo.spatial)
     strided = [s for s, g in enumerate(geo.spatial) if g.stride > 1]
-    return tuple(strided[:1]) if overlapping >= 3 else ()
+    if overlapping < 3:
+        return ()
+    if len(strided) > 1 and all(_exact_rows(g) for g in geo.spatial):
+        return (strided[0], strided[-1])
+    return tuple(strided[:1])
 
 
 def _rounded(v, dtype):
