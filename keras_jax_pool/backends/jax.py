@@ -734,7 +734,6 @@ def _phase_broadcast_tangent(t, index, geo, dtype):
     index = lax.pad(index, jnp.array(-1, index.dtype), pads)
     # The phase axes of the view, and the shape that broadcasts over them.
     phase_axes = tuple(positions[axis] + 1 for axis in geo.axes)
-    weights = np.cumprod([1] + [g.window for g in geo.spatial[:0:-1]])[::-1]  # row-major
     # The index of the window each phase row reads at a shift, per row.
     row_shape = list(view.shape)
     for a in phase_axes:
@@ -743,19 +742,7 @@ def _phase_broadcast_tangent(t, index, geo, dtype):
     dy = None
     planes = _split_planes(view, positions, [geo.per_axis[s] for s in split])
     for n_plane, (phase, plane) in enumerate(planes.items()):
-        fixed = dict(zip(split, phase))  # the plane's phase along split axes
-        phase_shape = [1] * view.ndim
-        for s, (a, g) in enumerate(zip(phase_axes, geo.spatial)):
-            phase_shape[a] = 1 if s in fixed else g.stride
-        terms = []
-        for shift in itertools.product(*(range(h + 1) for h in most)):
-            offsets, inside = np.zeros(phase_shape, np.int64), np.ones(phase_shape, bool)
-            for s, (a, g, j, w) in enumerate(zip(phase_axes, geo.spatial, shift, weights)):
-                q = fixed[s] if s in fixed else np.arange(g.stride)
-                i = np.reshape(j * g.stride + q, [phase_shape[a] if d == a else 1 for d in range(view.ndim)])
-                offsets, inside = offsets + w * i, inside & (i < g.window)
-            if inside.any():  # else no window reaches this plane at this shift
-                terms.append((shift, np.where(inside, offsets, -2), inside))
+        phase_shape, terms = _shift_terms(geo, phase_axes, view.ndim, dict(zip(split, phase)))
         terms.append(((0,) * len(most), np.full(phase_shape, -3 - n_plane % 125), np.zeros(phase_shape, bool)))
         for n, (shift, offsets, inside) in enumerate(terms):
             starts, limits = [0] * index.ndim, list(index.shape)
@@ -778,6 +765,29 @@ def _phase_broadcast_tangent(t, index, geo, dtype):
     for (axis, g), h in zip(geo.per_axis, most):
         starts[axis], limits[axis] = h, h + g.outputs
     return lax.slice(dy, starts, limits).astype(dtype)
+
+
+def _shift_terms(geo, phase_axes, ndim, fixed):
+    """The static plan of one plane's terms in `_phase_broadcast_tangent`:
+    the shape that broadcasts over the plane's phase axes, and per shift
+    that reaches the plane, (shift, the window offset each phase compares
+    with, or -2 where the offset lies outside the window; where it lies
+    inside). `fixed` maps split axes (positions in `geo.spatial`) to the
+    plane's phase there."""
+    phase_shape = [1] * ndim
+    for s, (a, g) in enumerate(zip(phase_axes, geo.spatial)):
+        phase_shape[a] = 1 if s in fixed else g.stride
+    weights = np.cumprod([1] + [g.window for g in geo.spatial[:0:-1]])[::-1]  # row-major
+    terms = []
+    for shift in itertools.product(*(range(g.phases - g.outputs + 1) for g in geo.spatial)):
+        offsets, inside = np.zeros(phase_shape, np.int64), np.ones(phase_shape, bool)
+        for s, (a, g, j, w) in enumerate(zip(phase_axes, geo.spatial, shift, weights)):
+            q = fixed[s] if s in fixed else np.arange(g.stride)
+            i = np.reshape(j * g.stride + q, [phase_shape[a] if d == a else 1 for d in range(ndim)])
+            offsets, inside = offsets + w * i, inside & (i < g.window)
+        if inside.any():  # else no window reaches this plane at this shift
+            terms.append((shift, np.where(inside, offsets, -2), inside))
+    return phase_shape, terms
 
 
 def _exact_rows(g):
