@@ -253,3 +253,48 @@ class TestJaxRule:
         batched = np.asarray(jax.vmap(grad)(x))
         for i in range(len(x)):
             np.testing.assert_array_equal(batched[i], np.asarray(grad(x[i])))
+
+    def test_vmap_of_bfloat16_volume_grad_equals_per_example_grad_and_stock(self, rng):
+        """Overlapping 3x3x3 windows in bfloat16 round their partial sums in
+        the backward (`_rounded`, a primitive of ours): batched too."""
+        import jax
+        import jax.numpy as jnp
+
+        x = jnp.asarray(rng.normal(size=(3, 1, 8, 8, 8, 2)), jnp.bfloat16)
+        c = jnp.asarray(rng.normal(size=(1, 4, 4, 4, 2)), jnp.bfloat16)
+        grad = lambda pool: jax.grad(lambda v: jnp.sum(pool(v, 3, 2, "same") * c))  # noqa: E731
+        batched = np.asarray(jax.vmap(grad(kjp.max_pool))(x)).view(np.uint16)
+        for i in range(len(x)):
+            np.testing.assert_array_equal(batched[i], np.asarray(grad(keras.ops.max_pool)(x[i])).view(np.uint16))
+
+    def test_bfloat16_rounding_is_reduce_precisions_and_its_own_transpose(self, rng):
+        """`_bfloat16_rounding` gives `reduce_precision`'s bits (rounding to
+        nearest, ties to even; overflow to infinity) on every float32 but a
+        NaN with payload bits in its low half, which never reaches it; as a
+        primitive, JAX differentiates, transposes and batches it as the
+        same rounding."""
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+
+        from keras_jax_pool.backends import jax as rule
+
+        edges = [0x3F808000, 0x3F818000, 0x3F807FFF, 0x3F808001, 0x7F7FFFFF, 0x7F7F8000, 0x7F7F7FFF, 0x00008000]
+        edges += [0x00018000, 0x00000001, 0x7F800000, 0x7FC00000, 0x7F810000, 0x80000000, 0xFFC00000, 0xFF7F8000]
+        bits = np.concatenate([rng.integers(0, 2**32, size=2**18, dtype=np.uint32), np.array(edges, np.uint32)])
+        bits[(bits & 0x7FFFFFFF) > 0x7F800000] &= 0xFFFF0000  # NaN: the payload's low half zero
+        bits = np.concatenate([bits, bits | 0x80000000])
+        v = jnp.asarray(bits.view(np.float32))
+        expected = np.asarray(lax.reduce_precision(v, exponent_bits=8, mantissa_bits=7)).view(np.uint32)
+        for rounded in (jax.jit(rule._bfloat16_rounding)(v), rule._round_to_bfloat16.bind(v)):
+            np.testing.assert_array_equal(np.asarray(rounded).view(np.uint32), expected)
+        finite = np.isfinite(bits.view(np.float32))
+        as_bfloat16 = bits.view(np.float32)[finite].astype(ml_dtypes.bfloat16).astype(np.float32)
+        np.testing.assert_array_equal(expected[finite], as_bfloat16.view(np.uint32))
+
+        bind = rule._round_to_bfloat16.bind
+        transposed = jax.linear_transpose(bind, v)(v)[0]
+        tangent = jax.jvp(bind, (jnp.ones_like(v),), (v,))[1]
+        batched = jax.vmap(bind)(v.reshape(16, -1)).reshape(-1)
+        for result in (transposed, tangent, batched):
+            np.testing.assert_array_equal(np.asarray(result).view(np.uint32), expected)

@@ -46,9 +46,11 @@ import functools
 import itertools
 
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.interpreters import ad, batching, mlir
 
 from keras_jax_pool import config
 from keras_jax_pool.arguments import output_length, same_padding, spatial_axes
@@ -837,12 +839,41 @@ def _split_axes(geo):
 def _rounded(v, dtype):
     """float32 `v` rounded to `dtype` (bfloat16 or float16), kept in float32:
     linear for JAX, which transposes it into the same rounding. For bfloat16
-    (float32's exponent) `reduce_precision` is the same rounding, bit for bit,
-    in integer operations, where XLA:CPU converts to bfloat16 and back in a
-    slow software routine; for float16 it would flush subnormals to zero."""
+    (float32's exponent) `_round_to_bfloat16`, in integer operations, where
+    XLA:CPU converts to bfloat16 and back in a slow software routine on CPUs
+    without bfloat16 instructions; for float16 a conversion there and back
+    (reduce_precision would flush its subnormals to zero)."""
     if dtype == jnp.bfloat16:
-        return lax.reduce_precision(v, exponent_bits=8, mantissa_bits=7)
+        return _round_to_bfloat16.bind(v)
     return v.astype(dtype).astype(jnp.float32)
+
+
+def _bfloat16_rounding(v):
+    """float32 `v` rounded to the nearest bfloat16, ties to even, kept in
+    float32: the bits plus 0x7FFF plus the last bit kept, with the low 16
+    bits cleared. `lax.reduce_precision(v, 8, 7)` gives the same bits but
+    for a NaN whose payload lies in the low 16 bits (which the sum may turn
+    into infinity); it checks for that in 3 more vector operations per
+    element. No such NaN reaches these sums: a bfloat16 widened has its low
+    16 bits zero, and the NaN that float32 arithmetic makes from numbers
+    (inf - inf) is the default NaN, whose low bits are zero too."""
+    bits = lax.bitcast_convert_type(v, jnp.uint32)
+    bits = bits + (jnp.uint32(0x7FFF) + ((bits >> 16) & jnp.uint32(1)))
+    return lax.bitcast_convert_type(bits & jnp.uint32(0xFFFF0000), jnp.float32)
+
+
+# `_bfloat16_rounding` as a primitive that JAX treats as linear, as it does
+# `reduce_precision`: its derivative and its transpose are itself, so that
+# the backward's partial sums are rounded where stock rounds them; the
+# integer operations inside it have no transpose. Backward alone, bfloat16
+# 3x3x3 stride 2 "same" on 4x32x64x64x32 (median of 21 in turn): 27.7
+# against 29.6 ms with `reduce_precision` (floor 15.9).
+_round_to_bfloat16 = jax.extend.core.Primitive("keras_jax_pool_round_to_bfloat16")
+_round_to_bfloat16.def_impl(_bfloat16_rounding)
+_round_to_bfloat16.def_abstract_eval(lambda v: v)
+mlir.register_lowering(_round_to_bfloat16, mlir.lower_fun(_bfloat16_rounding, multiple_results=False))
+ad.deflinear2(_round_to_bfloat16, lambda cotangent, _: [_round_to_bfloat16.bind(cotangent)])
+batching.defvectorized(_round_to_bfloat16)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
