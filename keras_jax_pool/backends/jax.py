@@ -203,14 +203,18 @@ def _max_of_widened_elements(x, geo):
 
 def _widened(bits, dtype):
     """float32 stand-ins for the 16-bit floats of `dtype` with these int16
-    bits, ordered as they are, NaN where they are NaN; integer operations
-    only. bfloat16 is float32's upper half: its own value. A float16
-    magnitude's bits are moved into float32's (shifted, the exponent biased
-    by 224), which maps +inf to +inf and NaN to NaN, but 0 to 2**97:
-    stand-ins, for `max`, undone by `_narrowed`."""
-    wide = bits.astype(jnp.int32)
+    bits, ordered as they are, NaN where they are NaN. bfloat16 is float32's
+    upper half: its own value, by XLA's conversion (a shift, which XLA:CPU
+    emits in a form that LLVM vectorizes; the same shift written out in
+    integer operations kept loops with "same" padding at both ends of two
+    axes scalar: 3x3 stride 1 "same" on 32x56x56x64, 31 against 4.1 ms). A
+    float16 magnitude's bits are moved into float32's (shifted, the
+    exponent biased by 224), in integer operations, which maps +inf to +inf
+    and NaN to NaN, but 0 to 2**97: stand-ins, for `max`, undone by
+    `_narrowed`."""
     if dtype == jnp.bfloat16:
-        return lax.bitcast_convert_type(wide << 16, jnp.float32)
+        return lax.bitcast_convert_type(bits, jnp.bfloat16).astype(jnp.float32)
+    wide = bits.astype(jnp.int32)
     magnitude = ((wide & 0x7FFF) << 13) + _FLOAT16_BIAS
     return lax.bitcast_convert_type(magnitude | (wide & -0x8000) << 16, jnp.float32)
 
