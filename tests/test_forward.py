@@ -144,6 +144,39 @@ class TestJaxFormulations:
             assert sum(sliced.values()) == 27, formulation.__name__
             assert max(sliced.values()) <= jax_backend._READS_PER_BITCAST == 15, (formulation.__name__, sliced)
 
+    @pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
+    @pytest.mark.parametrize("pool_size", [(3, 3, 3), (3, 3)])
+    def test_windows_padded_at_the_start_are_gathered_in_one_loop(self, dtype, pool_size, rng):
+        """Where "same" pads the start of an axis (odd sizes, stride 2), the
+        forward gathers each window element with the nearest real element in
+        place of a pad (`_window_element_of_input`'s `replicate`), in one
+        fused loop, no array read at more than 15 places, with stock's
+        values: NaN, -inf and -0 included."""
+        import collections
+
+        import jax
+        import jax.numpy as jnp
+
+        from keras_jax_pool.backends import jax as jax_backend
+
+        x = rng.standard_normal((2, 15, 17, 19, 4)[: len(pool_size) + 1] + (4,)).astype(dtype)
+        x[x < -1.2] = -0.0
+        x.reshape(-1)[::37] = np.nan
+        x[:, :3] = -np.inf  # windows of -inf, and of -inf with pads
+        strides = (2,) * len(pool_size)
+        geo = self._geometry(x, pool_size, strides, "same")
+        assert all(g.low > 0 for g in geo.spatial)
+        program = jax.jit(lambda v: jax_backend._max_of_widened_elements(v, geo)).lower(x).compile().as_text()
+        entry = program[program.index("ENTRY") :]
+        assert len(re.findall(r"= \S+ fusion\(", entry)) == 1
+        assert "pad(" not in program
+        gathered = collections.Counter(re.findall(r"= \S+ gather\((%[\w.-]+),", program))
+        assert 0 < max(gathered.values()) <= jax_backend._READS_PER_BITCAST, gathered
+        ours = jax.jit(lambda v: jax_backend._forward(v, geo))(x)
+        stock = jax.jit(lambda v: keras.ops.max_pool(v, pool_size, strides, "same"))(x)
+        view = np.uint32 if dtype == "float32" else np.uint16
+        np.testing.assert_array_equal(np.asarray(ours).view(view), np.asarray(stock).view(view))
+
     @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
     @pytest.mark.parametrize("dtype", HALF_AND_SINGLE)
     @pytest.mark.parametrize("pool_size, strides, padding", GEOMETRIES)
