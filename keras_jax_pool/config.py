@@ -11,13 +11,17 @@ NaN for a window holding NaN, on every backend. Stock programs that drop NaN:
   bench, so here the switch gives stock's answers, not speed (README,
   "Keeping NaN, and what it costs").
 * TensorFlow: every MaxPool kernel drops NaN, so keeping NaN costs an extra
-  read of the input.
+  read of the input; and volumes are pooled as two 2D poolings (for LiteRT's
+  builtins and the first-maximum gradient), where stock runs MaxPool3D.
 
 `set_keep_nan(False)` makes the forward pass stock's own program there, for
 serving where speed matters more than NaN: windows holding NaN may then give
-what stock gives (the maximum of their other elements). Gradients, dtypes and
-argument checks are unchanged; torch and numpy keep NaN at no cost and are
-not affected. The setting is read when a function is traced: call it before
+what stock gives (the maximum of their other elements), and under TensorFlow
+volumes pool with MaxPool3D where no gradient tape records (a predict step,
+an export; a LiteRT file then needs the Flex delegate, as stock's does).
+Gradients, dtypes and argument checks are unchanged (where a tape records,
+volumes keep the two 2D poolings); torch and numpy keep NaN at no cost and
+are not affected. The setting is read when a function is traced: call it before
 building, compiling or exporting a model. A function traced earlier keeps the
 setting it was traced with, and JAX reuses a Python function's trace across
 `jax.jit` wrappers of it, so re-wrapping an already traced function does not

@@ -372,6 +372,69 @@ def test_stock_tensorflow_3d_gradient_of_ties_as_recorded():
 
 
 @only_on("tensorflow")
+@pytest.mark.parametrize("padding", ["valid", "same"])
+@pytest.mark.parametrize("dtype, pooled_by", [("float32", "MaxPool3D"), ("bfloat16", "MaxPool3D"), ("float16", "MaxPool")])
+def test_without_keep_nan_tensorflow_volumes_pool_with_stocks_op_where_no_tape_records(dtype, pooled_by, padding, rng):
+    """`config.set_keep_nan(False)` asks for stock's program: where no tape
+    records (a predict step, an export), volumes pool with TF's MaxPool3D
+    op, as stock's layer does, and give stock's outputs, windows holding
+    NaN included; float16, which MaxPool3D has no kernel for, keeps the two
+    2D poolings. By default the two 2D poolings and the NaN check stay."""
+    import tensorflow as tf
+
+    from keras_jax_pool import config
+
+    pool_size, strides = (3, 2, 2), (2, 1, 2)
+    x = _ties(rng, (2, 5, 7, 6, 3), "channels_last")
+    x[0, 1, 2] = np.nan
+    v = tf.cast(tf.constant(x), dtype)
+    expected = _expected(x, pool_size, strides, padding)
+    with config.keeping_nan(False):
+        ours = tf.function(lambda v: kjp.max_pool(v, pool_size, strides, padding))
+        ops = {op.type for op in ours.get_concrete_function(v).graph.get_operations()}
+        assert pooled_by in ops and ({"MaxPool", "MaxPool3D"} - {pooled_by}) & ops == set(), ops
+        for y in (ours(v), kjp.max_pool(v, pool_size, strides, padding)):  # compiled and eager
+            y = to_numpy(tf.cast(y, tf.float32))
+            finite = ~np.isnan(expected)
+            np.testing.assert_array_equal(y[finite], expected[finite])
+            if dtype != "float16":  # stock has no float16 MaxPool3D kernel
+                stock = keras.ops.max_pool(v, pool_size, strides, padding)
+                np.testing.assert_array_equal(y, to_numpy(tf.cast(stock, tf.float32)))
+    default = tf.function(lambda v: kjp.max_pool(v, pool_size, strides, padding))
+    assert "MaxPool3D" not in {op.type for op in default.get_concrete_function(v).graph.get_operations()}
+    np.testing.assert_array_equal(to_numpy(tf.cast(default(v), tf.float32)), expected)
+
+
+@only_on("tensorflow")
+def test_without_keep_nan_tensorflow_volume_gradients_still_go_to_the_first_maximum(rng):
+    """Where a tape records, `set_keep_nan(False)` keeps the two 2D
+    poolings, eagerly and traced (as Keras's train step is): a window's
+    cotangent goes to its first maximum, where stock's eager MaxPool3DGrad
+    gives it to every tie."""
+    import tensorflow as tf
+
+    from keras_jax_pool import config
+
+    x = _ties(rng, (2, 4, 6, 4, 3), "channels_last")
+    c = _small_cotangent((2, 2, 3, 2, 3))
+    expected = reference.max_pool_gradient(x, c, (2, 2, 2), (2, 2, 2))
+    with config.keeping_nan(False):
+        np.testing.assert_array_equal(gradient(kjp.MaxPool3D(2), tensor(x), c), expected)
+        assert not np.array_equal(gradient(keras.layers.MaxPooling3D(2), tensor(x), c), expected)  # stock splits ties
+
+        @tf.function
+        def step(v):
+            with tf.GradientTape() as tape:
+                tape.watch(v)
+                y = kjp.max_pool(v, 2)
+            return tape.gradient(y, v, output_gradients=tf.constant(c))
+
+        ops = {op.type for op in step.get_concrete_function(tensor(x)).graph.get_operations()}
+        assert "MaxPoolGrad" in ops and "MaxPool3DGrad" not in ops, ops
+        np.testing.assert_array_equal(step(tensor(x)).numpy(), expected)
+
+
+@only_on("tensorflow")
 @pytest.mark.parametrize("dims, jit_compile", [(1, False), (3, True)], ids=["1d-graph", "3d-xla"])
 def test_inside_tf_function_with_unknown_sizes(dims, jit_compile, rng):
     import tensorflow as tf

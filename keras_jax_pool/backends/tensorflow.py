@@ -7,7 +7,9 @@ float64 or integers; LiteRT has no builtin for it (a .tflite of it needs the
 Flex delegate); and a custom gradient around it puts an IdentityN op in the
 graph, which OpenVINO's converter turns into an extra output of the model
 (overriding the op's gradient instead fails `tf.saved_model.save`, which
-traces gradient functions without their op).
+traces gradient functions without their op). Only `config.set_keep_nan(False)`,
+which asks for stock's program, pools volumes with MaxPool3D, and only where
+no gradient tape records (`_stock_max_pool_3d`).
 With the two 2D poolings, the forward in a tf.function on CPU takes 1.0 to
 1.6x as long as with MaxPool3D (float32 volumes of 2 to 17 million values,
 2x2x2 and 3x3x3 windows, the finiteness sum below included); forward and
@@ -32,6 +34,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_jax_pool import config
+
+# The dtypes TensorFlow's MaxPool3D op has CPU kernels for.
+MAX_POOL_3D_DTYPES = (tf.float32, tf.bfloat16)
 
 # The dtypes TensorFlow's MaxPool kernel is registered for.
 POOLABLE_DTYPES = (
@@ -76,6 +81,8 @@ def max_pool(inputs, pool_size, strides, padding, data_format):
     eager = tf.executing_eagerly()
     if guard and not eager and _tape_is_recording():
         y = _guarded(x, pool_size, strides, padding, channels_last)
+    elif dims == 3 and not config.keep_nan() and x.dtype in MAX_POOL_3D_DTYPES and not _tape_is_recording():
+        y = _stock_max_pool_3d(x, pool_size, strides, padding)
     else:
         y = _max_pool(x, pool_size, strides, padding, channels_last)
         if guard:
@@ -87,6 +94,23 @@ def max_pool(inputs, pool_size, strides, padding, data_format):
     if transpose:
         y = tf.transpose(y, (0, dims + 1, *range(1, dims + 1)))
     return y
+
+
+def _stock_max_pool_3d(x, pool_size, strides, padding):
+    """Stock's program for volumes (NDHWC), TF's MaxPool3D op, which
+    `config.set_keep_nan(False)` asks for where no gradient tape records
+    (a predict step, an export): the values are the two 2D poolings' (a max
+    is a max, and with the switch NaN may be dropped as stock drops it),
+    and no gradient is taken through it. Its gradient would give each of a
+    window's tied maxima the whole cotangent, so where a tape records the
+    two 2D poolings stay. A LiteRT file of it needs the Flex delegate, as
+    stock's does. Measured, the Conv3D net's `predict` under TensorFlow
+    (`bench --models conv3d`, median of 31 in turn, float32 /
+    `mixed_bfloat16`): 0.88 / 0.83x of stock's speed by default (the NaN
+    check and the two 2D poolings), 1.02 / 1.04x with the switch and this
+    op (README "What the TensorFlow fix costs")."""
+    window, steps = (1, *pool_size, 1), (1, *strides, 1)
+    return tf.raw_ops.MaxPool3D(input=x, ksize=window, strides=steps, padding=padding.upper(), data_format="NDHWC")
 
 
 def _tape_is_recording():
