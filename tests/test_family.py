@@ -372,9 +372,12 @@ def test_stock_tensorflow_3d_gradient_of_ties_as_recorded():
 
 
 @only_on("tensorflow")
+@pytest.mark.parametrize("data_format", DATA_FORMATS)
 @pytest.mark.parametrize("padding", ["valid", "same"])
 @pytest.mark.parametrize("dtype, pooled_by", [("float32", "MaxPool3D"), ("bfloat16", "MaxPool3D"), ("float16", "MaxPool")])
-def test_without_keep_nan_tensorflow_volumes_pool_with_stocks_op_where_no_tape_records(dtype, pooled_by, padding, rng):
+def test_without_keep_nan_tensorflow_volumes_pool_with_stocks_op_where_no_tape_records(
+    dtype, pooled_by, padding, data_format, rng
+):
     """`config.set_keep_nan(False)` asks for stock's program: where no tape
     records (a predict step, an export), volumes pool with TF's MaxPool3D
     op, as stock's layer does, and give stock's outputs, windows holding
@@ -385,22 +388,23 @@ def test_without_keep_nan_tensorflow_volumes_pool_with_stocks_op_where_no_tape_r
     from keras_jax_pool import config
 
     pool_size, strides = (3, 2, 2), (2, 1, 2)
-    x = _ties(rng, (2, 5, 7, 6, 3), "channels_last")
+    x = _ties(rng, (2, 5, 7, 6, 3), data_format)
     x[0, 1, 2] = np.nan
     v = tf.cast(tf.constant(x), dtype)
-    expected = _expected(x, pool_size, strides, padding)
+    expected = _expected(x, pool_size, strides, padding, data_format)
+    pool = lambda v: kjp.max_pool(v, pool_size, strides, padding, data_format)  # noqa: E731
     with config.keeping_nan(False):
-        ours = tf.function(lambda v: kjp.max_pool(v, pool_size, strides, padding))
+        ours = tf.function(pool)
         ops = {op.type for op in ours.get_concrete_function(v).graph.get_operations()}
         assert pooled_by in ops and ({"MaxPool", "MaxPool3D"} - {pooled_by}) & ops == set(), ops
-        for y in (ours(v), kjp.max_pool(v, pool_size, strides, padding)):  # compiled and eager
+        for y in (ours(v), pool(v)):  # compiled and eager
             y = to_numpy(tf.cast(y, tf.float32))
             finite = ~np.isnan(expected)
             np.testing.assert_array_equal(y[finite], expected[finite])
             if dtype != "float16":  # stock has no float16 MaxPool3D kernel
-                stock = keras.ops.max_pool(v, pool_size, strides, padding)
+                stock = keras.ops.max_pool(v, pool_size, strides, padding, data_format)
                 np.testing.assert_array_equal(y, to_numpy(tf.cast(stock, tf.float32)))
-    default = tf.function(lambda v: kjp.max_pool(v, pool_size, strides, padding))
+    default = tf.function(pool)
     assert "MaxPool3D" not in {op.type for op in default.get_concrete_function(v).graph.get_operations()}
     np.testing.assert_array_equal(to_numpy(tf.cast(default(v), tf.float32)), expected)
 
