@@ -105,10 +105,10 @@ def _stock_max_pool_3d(x, pool_size, strides, padding):
     window's tied maxima the whole cotangent, so where a tape records the
     two 2D poolings stay. A LiteRT file of it needs the Flex delegate, as
     stock's does. Measured, the Conv3D net's `predict` under TensorFlow
-    (`bench --models conv3d`, median of 31 in turn, float32 /
-    `mixed_bfloat16`): 0.88 / 0.83x of stock's speed by default (the NaN
-    check and the two 2D poolings), 1.02 / 1.04x with the switch and this
-    op (README "What the TensorFlow fix costs")."""
+    (`bench --models conv3d`, median of 101 in turn, float32 and
+    `mixed_bfloat16`, two runs): 0.87 to 0.93x of stock's speed by default
+    (the NaN check and the two 2D poolings), 0.99 to 1.03x with the switch
+    and this op (README "Whole models")."""
     window, steps = (1, *pool_size, 1), (1, *strides, 1)
     return tf.raw_ops.MaxPool3D(input=x, ksize=window, strides=steps, padding=padding.upper(), data_format="NDHWC")
 
