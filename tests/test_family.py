@@ -355,9 +355,10 @@ def test_gradient_of_negative_values_never_goes_to_padding(dims, rng):
 
 @only_on("tensorflow")
 def test_stock_tensorflow_3d_gradient_of_ties_as_recorded():
-    """Stock TF's MaxPool3DGrad gives each tied maximum of a window the whole
-    cotangent (a window of eight equal values passes on 8x its cotangent);
-    ours, like TF's 2D MaxPool, sends it to the first. If this fails, upstream
+    """Stock TF's MaxPool3DGrad, run eagerly, gives each tied maximum of a
+    window the whole cotangent (a window of eight equal values passes on 8x
+    its cotangent), and in a tf.function the first maximum alone; ours,
+    like TF's 2D MaxPool, sends it to the first. If this fails, upstream
     changed: update the README's row."""
     x = np.concatenate([np.full((1, 2, 2, 2, 1), 3.0), np.arange(8.0).reshape(1, 2, 2, 2, 1)], axis=3).astype("float32")
     c = np.array([2.0, 5.0], "float32").reshape(1, 1, 1, 2, 1)
@@ -369,6 +370,11 @@ def test_stock_tensorflow_3d_gradient_of_ties_as_recorded():
     assert stock[..., :2, :].sum() == 8 * 2.0  # every tie took the cotangent
     assert (stock[..., :2, :] == 2.0).all()
     np.testing.assert_array_equal(stock[..., 2:, :], expected[..., 2:, :])  # no ties: the same
+    # In a tf.function on this CPU, stock's gradient goes to the first maximum.
+    import tensorflow as tf
+
+    traced = gradient(keras.layers.MaxPooling3D(2), tensor(x), c, compile=tf.function)
+    np.testing.assert_array_equal(traced, expected)
 
 
 @only_on("tensorflow")
