@@ -1,8 +1,9 @@
 """Max pooling for the TensorFlow backend, through TensorFlow's MaxPool op:
 1D pooling is 2D pooling with a window of height 1, as in
 `tf.nn.max_pool1d`, and 3D pooling two 2D poolings, over height and width,
-then over depth. Not TF's MaxPool3D op: its gradient gives each of a
-window's tied maxima the whole cotangent; it has no kernel for float16,
+then over depth. Not TF's MaxPool3D op: its gradient, run eagerly, gives
+each of a window's tied maxima the whole cotangent (in a tf.function on
+this project's CPU, the first maximum alone: TF's kernels differ); it has no kernel for float16,
 float64 or integers; LiteRT has no builtin for it (a .tflite of it needs the
 Flex delegate); and a custom gradient around it puts an IdentityN op in the
 graph, which OpenVINO's converter turns into an extra output of the model
@@ -101,9 +102,9 @@ def _stock_max_pool_3d(x, pool_size, strides, padding):
     `config.set_keep_nan(False)` asks for where no gradient tape records
     (a predict step, an export): the values are the two 2D poolings' (a max
     is a max, and with the switch NaN may be dropped as stock drops it),
-    and no gradient is taken through it. Its gradient would give each of a
-    window's tied maxima the whole cotangent, so where a tape records the
-    two 2D poolings stay. A LiteRT file of it needs the Flex delegate, as
+    and no gradient is taken through it. Its gradient, run eagerly, gives
+    each of a window's tied maxima the whole cotangent, so where a tape
+    records the two 2D poolings stay. A LiteRT file of it needs the Flex delegate, as
     stock's does. Measured, the Conv3D net's `predict` under TensorFlow
     (`bench --models conv3d`, median of 101 in turn, float32 and
     `mixed_bfloat16`, two runs): 0.87 to 0.93x of stock's speed by default
