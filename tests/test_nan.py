@@ -199,6 +199,44 @@ def test_gradient_of_nan_window_goes_to_its_first_nan(channels, form):
     np.testing.assert_array_equal(got, expected)
 
 
+def _nans(dtype):
+    """NaNs of `dtype` with either sign and the smallest and the largest
+    payload, made from their bits: (+small, -small, +large, -large)."""
+    bits, width = {"float16": ("uint16", 10), "bfloat16": ("uint16", 7), "float32": ("uint32", 23)}[dtype]
+    size = np.dtype(bits).itemsize * 8
+    exponent = ((1 << (size - width - 1)) - 1) << width
+    sign = 1 << (size - 1)
+    small, large = exponent | 1, exponent | ((1 << width) - 1)
+    return np.array([small, sign | small, large, sign | large], bits).view(dtype)
+
+
+@only_on(*AUTODIFF)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+@pytest.mark.parametrize("pool_size, strides, padding", [(2, 2, "valid"), (3, 2, "same")])
+def test_gradient_goes_to_the_first_nan_whatever_its_sign_and_payload(dtype, pool_size, strides, padding):
+    """NaNs of both signs and of any payload rank alike, above +inf: each
+    2x2 tile's gradient goes to its first NaN, however the NaNs after it
+    compare as integers or floats."""
+    small, minus_small, large, minus_large = _nans(dtype)
+    tiles = [
+        [1, minus_large, small, 0],
+        [small, minus_large, 2, large],
+        [3, 2, minus_small, minus_large],
+        [-INF, INF, large, minus_small],
+        [minus_large, small, INF, -INF],
+        [0, -0.0, INF, minus_small],
+    ]
+    # tile k covers columns 2k and 2k + 1 of a 2-row, 12-column image, 3 channels
+    x = np.array(tiles, dtype).reshape(-1, 2, 2).transpose(1, 0, 2).reshape(1, 2, -1, 1)
+    x = np.repeat(x, 3, axis=3)
+    wide = x.astype("float32")
+    assert np.isnan(wide).sum() == 3 * 12
+    cotangent = np.ones(expected_output(wide, (pool_size,) * 2, (strides,) * 2, padding).shape, "float32")
+    expected = reference.max_pool_gradient(wide, cotangent, (pool_size,) * 2, (strides,) * 2, padding)
+    got = gradient(lambda v: kjp.max_pool2d(v, pool_size, strides, padding), tensor(x), cotangent)
+    np.testing.assert_array_equal(got.astype("float32"), expected)
+
+
 @only_on(*AUTODIFF)
 def test_stock_gradient_of_nan_window_as_recorded():
     """Stock sends the gradient of [[1, NaN], [NaN, 0]] elsewhere than to the
