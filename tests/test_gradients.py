@@ -175,7 +175,7 @@ class TestJaxRule:
             ((2, 2), (2, 2), False, 9),  # apart: grouped by shift
             ((2, 2, 2), (2, 2, 2), False, 9),
             ((3, 3, 3), (2, 2, 2), True, 9),  # overlapping along three axes: by shift, split along one
-            ((3, 3, 3), (2, 2, 2), True, 16),  # the phase rows hold the input exactly: split along two
+            ((3, 3, 3), (2, 2, 2), True, 16),  # the phase rows hold the input exactly: split along all three
             ((4, 4, 4), (2, 2, 2), True, 8),  # "same" pads both ends: the rows do not, split along one
         ],
     )
@@ -184,8 +184,10 @@ class TestJaxRule:
         `_split_axes` for volumes), the compiled backward joins their
         cotangents with a concatenation (a pad per plane
         was 1.2 to 3x slower: README "Performance"), writes out no padded
-        cotangent for images, and still gives stock's bits, -0 cotangents included (each
-        split plane has its own +0 term), all of them -0 too."""
+        cotangent for images, and still gives stock's bits, -0 cotangents
+        included (each split plane of an image has its own +0 term; over
+        volumes `_plus_zero` adds it after the last term), all of them -0
+        too."""
         import jax
         import jax.numpy as jnp
 

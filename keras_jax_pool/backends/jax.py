@@ -758,22 +758,33 @@ def _phase_broadcast_tangent(t, index, geo, dtype):
     view has `_exact_rows`, so that the gradient needs no crop.
 
     JAX's transpose adds a plane's terms last first: the largest shift, the
-    first window in row-major order, first, as select_and_scatter does; the
-    never-selected term, last, supplies the +0 that stock starts from (an
-    element that only -0 cotangents select would otherwise end at -0). One
-    per plane, since the planes' cotangents are concatenated, not added;
-    each compares with a constant of its own, -3 and below, as the split
-    planes' +0 terms do (`_select_tangent`).
+    first window in row-major order, first, as select_and_scatter does.
+    Stock starts every element from +0 (so that an element that only -0
+    cotangents select ends at +0): where windows overlap, `_plus_zero` adds
+    it to the gradient after the last term; where they do not, a
+    never-selected term per plane, last, so that the transpose adds it
+    first, since without it XLA:CPU emitted the loop as scalar code (2x2x2
+    stride 2 on 4x32x64x64x32 float32: 32.1 against 26.8 ms). Each compares
+    with a constant of its own, -3 and below, as the split planes' +0 terms
+    do (`_select_tangent`). Over overlapping windows the terms never
+    selected cost a comparison, a select and two loads per element, and
+    their reads of the cotangent made XLA:CPU write out a float32 copy of
+    it (more than 15 reads: `_READS_PER_BITCAST`).
+
+    The index and, through the transpose, the cotangent are padded over a
+    merged view (`_merged_pad`), which XLA:CPU emits as vector code.
     """
     narrow = dtype in _HALF_INFINITY_BITS
     split = _split_axes(geo)
     rows = [_exact_rows(g) if len(split) > 1 else g.phases for g in geo.spatial]
-    view, positions = _phase_view(t, geo, rows)
     most = [g.phases - g.outputs for g in geo.spatial]
+    if any(most):
+        t = _plus_zero.bind(t, _runtime_zero(index, t.dtype))
+    view, positions = _phase_view(t, geo, rows)
     pads = [(0, 0, 0)] * index.ndim
     for (axis, _), h in zip(geo.per_axis, most):
         pads[axis] = (h, h, 0)
-    index = lax.pad(index, jnp.array(-1, index.dtype), pads)
+    index = _merged_pad(index, -1, pads)
     # The phase axes of the view, and the shape that broadcasts over them.
     phase_axes = tuple(positions[axis] + 1 for axis in geo.axes)
     # The index of the window each phase row reads at a shift, per row.
@@ -785,7 +796,8 @@ def _phase_broadcast_tangent(t, index, geo, dtype):
     planes = _split_planes(view, positions, [geo.per_axis[s] for s in split])
     for n_plane, (phase, plane) in enumerate(planes.items()):
         phase_shape, terms = _shift_terms(geo, phase_axes, view.ndim, dict(zip(split, phase)))
-        terms.append(((0,) * len(most), np.full(phase_shape, -3 - n_plane % 125), np.zeros(phase_shape, bool)))
+        if not any(most):
+            terms.append(((0,) * len(most), np.full(phase_shape, -3 - n_plane % 125), np.zeros(phase_shape, bool)))
         for n, (shift, offsets, inside) in enumerate(terms):
             starts, limits = [0] * index.ndim, list(index.shape)
             for (axis, _), h, j, r in zip(geo.per_axis, most, shift, rows):
@@ -806,7 +818,55 @@ def _phase_broadcast_tangent(t, index, geo, dtype):
     starts, limits = [0] * dy.ndim, list(dy.shape)
     for (axis, g), h in zip(geo.per_axis, most):
         starts[axis], limits[axis] = h, h + g.outputs
-    return lax.slice(dy, starts, limits).astype(dtype)
+    return _merged_slice(dy, starts, limits).astype(dtype)
+
+
+def _merged_pad(v, fill, pads):
+    """`lax.pad(v, fill, pads)` (no interior padding), taken over a view of
+    v whose last padded axis is merged with the unpadded axes after it (its
+    pads scaled to match), which XLA:CPU emits as vector code; padding the
+    axes as they are (channels_last, the channels after the spatial axes),
+    it emits scalar code. Measured in the backward of 3x3x3 stride 2 "same"
+    on 4x32x64x64x32 bfloat16 (median of 20 steps, profiled): the padded
+    cotangent and window index 0.33 and 0.20 ms merged, 2.25 and 0.78 ms
+    as they are."""
+    merged, inner = _merged_view(v.shape, [(low, high) for low, high, _ in pads])
+    if merged is None:
+        return v
+    shape, last = merged
+    padded = lax.pad(v.reshape(shape), jnp.array(fill, v.dtype), _scaled_pads(pads, last, inner))
+    return padded.reshape(padded.shape[:last] + (padded.shape[last] // inner,) + v.shape[last + 1 :])
+
+
+def _merged_slice(v, starts, limits):
+    """`lax.slice(v, starts, limits)` over the view of `_merged_pad`: its
+    transpose is that pad."""
+    merged, inner = _merged_view(v.shape, [(a, n - b) for a, b, n in zip(starts, limits, v.shape)])
+    if merged is None:
+        return v
+    shape, last = merged
+    view = v.reshape(shape)
+    crop = _scaled_pads([(a, n - b, 0) for a, b, n in zip(starts, limits, v.shape)], last, inner)
+    cropped = lax.slice(view, [low for low, _, _ in crop], [n - high for n, (_, high, _) in zip(shape, crop)])
+    return cropped.reshape(cropped.shape[:last] + (cropped.shape[last] // inner,) + v.shape[last + 1 :])
+
+
+def _merged_view(shape, ends):
+    """For `ends` (low, high) per axis: the shape with the last axis that has
+    any merged with the axes after it, and that axis; and the size of those
+    axes after it. (None, 1) where no axis has any."""
+    moved = [a for a, e in enumerate(ends) if e != (0, 0)]
+    if not moved:
+        return None, 1
+    last = moved[-1]
+    inner = int(np.prod(shape[last + 1 :], dtype=np.int64))
+    return (tuple(shape[:last]) + (shape[last] * inner,), last), inner
+
+
+def _scaled_pads(pads, last, inner):
+    """`pads` over the merged view of `_merged_view`."""
+    low, high, _ = pads[last]
+    return list(pads[:last]) + [(low * inner, high * inner, 0)]
 
 
 def _shift_terms(geo, phase_axes, ndim, fixed):
@@ -846,37 +906,41 @@ def _exact_rows(g):
 def _split_axes(geo):
     """The spatial axes (positions in `geo.spatial`) along which
     `_phase_broadcast_tangent` splits the phase view into planes, where
-    windows overlap along three axes or more: the first and the last
-    strided ones where every axis's phase rows hold the input exactly
-    (`_exact_rows`), else the first.
+    windows overlap along three axes or more: every strided one where every
+    axis's phase rows hold the input exactly (`_exact_rows`), else the
+    first.
 
     Every gradient element evaluates every term of its plane. Unsplit, a
     3x3x3 stride 2 window's 8 shifts (and their roundings in 16-bit floats)
     reach every element; split along one axis, the planes of phase 1 there
     take 4 of them and 2 of the 6 roundings; along two, 5.5 shifts and 2.5
-    roundings per element on average. Split along two axes with the
-    gradient cropped after the concatenation, XLA:CPU emits the loop as
-    scalar code (no vector instructions in its LLVM IR); without the crop
-    it vectorizes. Measured, the backward alone given the window index,
-    3x3x3 stride 2 "same" on 4x32x64x64x32, median of 15 in turn, ms, in
-    bfloat16 / float32 / float16 (floor 12.8 / 30.7 / 38.3, XLA's float16
-    `x * 2` being slow): unsplit 28.9 / 31.6 / 28.2 (an earlier run); split
-    along depth, cropped 19.4 / 28.6 / 22.6, exact rows 22.8 / 32.2 / 25.1;
-    exact rows and split along depth and width 17.4 / 29.6 / 21.2, depth
-    and height 18.0 / 30.4 / 21.8, height and width 18.3 / 30.9 / 21.6.
-    Split along two axes and cropped, 134.6 ms; along all three, 88.2
-    cropped and 79.9 exact (bfloat16), with `reduce_precision`'s roundings,
-    whose NaN check kept half of the loop scalar. With `_round_to_bfloat16`
-    the three-axis split vectorizes (its +0 terms then reading each plane's
-    largest shift), but ran no faster: 22.4 against 22.3 ms in bfloat16,
-    36.9 against 36.4 in float32, 19.5 against 20.4 in float16.
+    roundings per element on average; along all three, 3.4 shifts and 1.5
+    roundings. Split along two axes or more with the gradient cropped after
+    the concatenation, XLA:CPU emits the loop as scalar code (no vector
+    instructions in its LLVM IR); without the crop it vectorizes. Measured,
+    the backward alone given the window index, 3x3x3 stride 2 "same" on
+    4x32x64x64x32, median of 15 in turn, ms, in bfloat16 / float32 /
+    float16 (floor 12.8 / 30.7 / 38.3, XLA's float16 `x * 2` being slow):
+    unsplit 28.9 / 31.6 / 28.2 (an earlier run); split along depth, cropped
+    19.4 / 28.6 / 22.6, exact rows 22.8 / 32.2 / 25.1; exact rows and split
+    along depth and width 17.4 / 29.6 / 21.2, depth and height 18.0 / 30.4
+    / 21.8, height and width 18.3 / 30.9 / 21.6. Split along two axes and
+    cropped, 134.6 ms; along all three, 88.2 cropped and 79.9 exact
+    (bfloat16), with `reduce_precision`'s roundings, whose NaN check kept
+    half of the loop scalar. With `_round_to_bfloat16` and the never
+    selected terms of that time (one per plane), the three-axis split ran no
+    faster than the two-axis one (22.4 against 22.3 ms in bfloat16). Since
+    `_plus_zero` took their place (and the pads were merged), it is faster:
+    forward+backward, median of 31 to 41 in turn, 0.93 to 0.97 of the
+    two-axis split's time in bfloat16 over three runs, 0.95 in float32,
+    0.87 in float16.
     """
     overlapping = sum(g.window > g.stride for g in geo.spatial)
     strided = [s for s, g in enumerate(geo.spatial) if g.stride > 1]
     if overlapping < 3:
         return ()
     if len(strided) > 1 and all(_exact_rows(g) for g in geo.spatial):
-        return (strided[0], strided[-1])
+        return tuple(strided)
     return tuple(strided[:1])
 
 
@@ -918,6 +982,52 @@ _round_to_bfloat16.def_abstract_eval(lambda v: v)
 mlir.register_lowering(_round_to_bfloat16, mlir.lower_fun(_bfloat16_rounding, multiple_results=False))
 ad.deflinear2(_round_to_bfloat16, lambda cotangent, _: [_round_to_bfloat16.bind(cotangent)])
 batching.defvectorized(_round_to_bfloat16)
+
+
+def _runtime_zero(index, dtype):
+    """+0 in `dtype`, computed at run time from the window index (whether
+    its first element is negative, which no window offset is), so that XLA
+    cannot fold the addition of it (`_plus_zero`)."""
+    first = lax.slice(index, (0,) * index.ndim, (1,) * index.ndim).reshape(())
+    return (first < 0).astype(dtype)
+
+
+def _add_zero(v, zero):
+    return v + zero
+
+
+# `v + zero`, zero a +0 scalar XLA cannot see (`_runtime_zero`), as a
+# primitive that JAX treats as linear in v: its transpose is itself, so that
+# the gradient gets the +0 that select_and_scatter starts every element from
+# (-0 + +0 is +0; every other value is left as it is) in one addition per
+# element, after its last (`_phase_broadcast_tangent`). XLA folds `v + 0.0`.
+_plus_zero = jax.extend.core.Primitive("keras_jax_pool_plus_zero")
+_plus_zero.def_impl(_add_zero)
+_plus_zero.def_abstract_eval(lambda v, zero: v)
+mlir.register_lowering(_plus_zero, mlir.lower_fun(_add_zero, multiple_results=False))
+
+
+def _plus_zero_jvp(primals, tangents):
+    v, zero = primals
+    return _plus_zero.bind(v, zero), _plus_zero.bind(ad.instantiate_zeros(tangents[0]), zero)
+
+
+def _plus_zero_transpose(cotangent, v, zero):
+    if type(cotangent) is ad.Zero:
+        return [cotangent, None]
+    return [_plus_zero.bind(cotangent, zero), None]
+
+
+def _plus_zero_batched(args, dims):
+    v, zero = args
+    if dims[1] is not None:  # zero batched (JAX marks an unbatched argument None)
+        zero = jnp.max(zero)  # still +0, still not foldable
+    return _plus_zero.bind(v, zero), dims[0]
+
+
+ad.primitive_jvps[_plus_zero] = _plus_zero_jvp
+ad.primitive_transposes[_plus_zero] = _plus_zero_transpose
+batching.primitive_batchers[_plus_zero] = _plus_zero_batched
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
