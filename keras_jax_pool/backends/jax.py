@@ -772,7 +772,8 @@ def _phase_broadcast_tangent(t, index, geo, dtype):
     it (more than 15 reads: `_READS_PER_BITCAST`).
 
     The index and, through the transpose, the cotangent are padded over a
-    merged view (`_merged_pad`), which XLA:CPU emits as vector code.
+    merged view (`_merged_pad`), over which XLA:CPU vectorizes the pad of a
+    16-bit cotangent.
     """
     narrow = dtype in _HALF_INFINITY_BITS
     split = _split_axes(geo)
@@ -824,12 +825,15 @@ def _phase_broadcast_tangent(t, index, geo, dtype):
 def _merged_pad(v, fill, pads):
     """`lax.pad(v, fill, pads)` (no interior padding), taken over a view of
     v whose last padded axis is merged with the unpadded axes after it (its
-    pads scaled to match), which XLA:CPU emits as vector code; padding the
-    axes as they are (channels_last, the channels after the spatial axes),
-    it emits scalar code. Measured in the backward of 3x3x3 stride 2 "same"
-    on 4x32x64x64x32 bfloat16 (median of 20 steps, profiled): the padded
-    cotangent and window index 0.33 and 0.20 ms merged, 2.25 and 0.78 ms
-    as they are."""
+    pads scaled to match). XLA:CPU emits the pad of a 16-bit cotangent,
+    widened to float32 in the same loop, as vector code over that view, and
+    as scalar code over the axes as they are (channels_last: the channels
+    after the spatial axes); the int8 index and a float32 cotangent are
+    scalar either way (their LLVM IR, 3x3x3 stride 2 "same" on
+    4x32x64x64x32). The time of these passes depends most on whether their
+    temporaries' pages are fresh: profiled, median of 20 steps, bfloat16,
+    the padded cotangent took 0.3 to 2.0 ms merged (three processes) and
+    0.5 to 2.5 ms as it was, the padded index 0.2 to 0.7 and 0.3 to 0.9 ms."""
     merged, inner = _merged_view(v.shape, [(low, high) for low, high, _ in pads])
     if merged is None:
         return v
