@@ -308,7 +308,8 @@ def test_models_bench_finds_equal_predictions(models_run):
     report, _, _, _ = models_run
     for r in report["models"]:
         for when in ("before_fit", "after_fit"):
-            assert r[f"equal_{when}"] is True and r[f"max_abs_diff_{when}"] == 0
+            differs = f"{r['model']} {r['policy']}: predictions {when.replace('_', ' ')} differ by up to {r[f'max_abs_diff_{when}']}"
+            assert r[f"equal_{when}"] is True and r[f"max_abs_diff_{when}"] == 0, differs
         assert r["layers_swapped"] == r["stock_pools"] == 2  # the comparison is not of stock with itself
 
 
