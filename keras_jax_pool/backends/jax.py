@@ -843,16 +843,9 @@ def _merged_pad(v, fill, pads):
 
 
 def _merged_slice(v, starts, limits):
-    """`lax.slice(v, starts, limits)` over the view of `_merged_pad`: its
-    transpose is that pad."""
-    merged, inner = _merged_view(v.shape, [(a, n - b) for a, b, n in zip(starts, limits, v.shape)])
-    if merged is None:
-        return v
-    shape, last = merged
-    view = v.reshape(shape)
-    crop = _scaled_pads([(a, n - b, 0) for a, b, n in zip(starts, limits, v.shape)], last, inner)
-    cropped = lax.slice(view, [low for low, _, _ in crop], [n - high for n, (_, high, _) in zip(shape, crop)])
-    return cropped.reshape(cropped.shape[:last] + (cropped.shape[last] // inner,) + v.shape[last + 1 :])
+    """`lax.slice(v, starts, limits)` (unit strides) as `_merged_pad` with
+    negative padding: its transpose is that pad of the cotangent."""
+    return _merged_pad(v, 0, [(-a, b - n, 0) for a, b, n in zip(starts, limits, v.shape)])
 
 
 def _merged_view(shape, ends):
